@@ -1,0 +1,72 @@
+"""What an algorithm is: hooks for a peer's finished computation and a message's arrival.
+
+The engine owns time, the network and bookkeeping (DESIGN decision 6); an algorithm
+only decides what a peer does next, through the `World` it is given. A new algorithm
+is one file with a config dataclass and a subclass of `Algorithm`, registered by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from ..config import ScenarioError
+
+if TYPE_CHECKING:
+    from ..engine import GradientJob, Message, World
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "register_algorithm"]
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Hyper-parameters shared by every algorithm; subclasses add their own fields."""
+
+    name: ClassVar[str]
+    lr: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr) and self.lr > 0):
+            raise ScenarioError("lr", f"must be a positive number, got {self.lr!r}")
+
+
+class Algorithm:
+    """Base class: a peer's behaviour when its gradient is ready and when a message arrives."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[AlgorithmConfig]]
+    needs_connected_graph: ClassVar[bool] = False
+
+    def __init__(self, config: AlgorithmConfig, world: World):
+        self.config = config
+        self.world = world
+
+    def start(self) -> None:
+        """At time zero: by default every peer starts computing."""
+        for peer in range(self.world.n_peers):
+            self.world.compute(peer)
+
+    def on_gradient(self, job: GradientJob) -> None:
+        """`job.peer` has finished computing `job.grad` on the parameters it held at `job.started_at`."""
+        raise NotImplementedError
+
+    def on_message(self, message: Message) -> None:
+        """`message` has fully arrived at `message.dst`."""
+        raise NotImplementedError
+
+
+ALGORITHMS: dict[str, type[AlgorithmConfig]] = {}
+IMPLEMENTATIONS: dict[str, type[Algorithm]] = {}
+
+A = TypeVar("A", bound=type[Algorithm])
+
+
+def register_algorithm(cls: A) -> A:
+    """Class decorator: make an algorithm available by its `name` in scenarios."""
+    if cls.name in IMPLEMENTATIONS:
+        raise ValueError(f"algorithm {cls.name!r} is registered twice")
+    cls.config_class.name = cls.name
+    ALGORITHMS[cls.name] = cls.config_class
+    IMPLEMENTATIONS[cls.name] = cls
+    return cls

@@ -1,0 +1,197 @@
+"""Turn a scenario into the concrete pieces of one run: data, peers, timings, graph, links.
+
+Everything random here draws from a named stream of the scenario's seed, so the same
+scenario builds the same world.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import networkx as nx
+import numpy as np
+from .algorithms import IMPLEMENTATIONS, Algorithm
+from .config import ScenarioError
+from .hardware import Device, count_training_flops, load_devices, step_time_s
+from .links import load_link_profiles, rtt_matrix_ms
+from .partition import make_partition
+from .scenario import LinkSpec, Scenario, expand_mix
+from .seeding import stream
+from .tasks import Task, TaskData
+from .topology import build_topology, mixing_matrix, spectral_gap
+
+__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "link_catalogue", "model_shape"]
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+
+def bytes_per_element(precision: str) -> int:
+    """Bytes of one parameter on the wire and in memory at this precision."""
+    return BYTES_PER_ELEMENT[precision]
+
+
+@functools.lru_cache(maxsize=16)
+def build_task(task: Task, seed: int) -> TaskData:
+    """The task's data and initial parameters (cached: tasks are immutable and builds are pure)."""
+    return task.build(seed)
+
+
+def link_catalogue(scenario: Scenario) -> dict[str, LinkSpec]:
+    """Link profiles by name: the catalogue's, then the scenario's own (which may shadow them)."""
+    links = {
+        name: LinkSpec(name, profile.up_mbps, profile.down_mbps, profile.latency_ms)
+        for name, profile in load_link_profiles().items()
+    }
+    links.update({link.name: link for link in scenario.network.links})
+    return links
+
+
+def model_shape(scenario: Scenario) -> tuple[float, float]:
+    """(parameter count, training FLOPs per local step) that timings and bytes stand for."""
+    task = build_task(scenario.task, scenario.seed)
+    batch = scenario.data.batch_size
+    if scenario.workload is not None:
+        return scenario.workload.params, scenario.workload.flops_per_sample * batch
+    x = task.x_train[:batch]
+    y = task.y_train[:batch]
+    flops = count_training_flops(task.model, task.unflatten(task.initial_params.clone()), x, y, task.loss)
+    return float(task.n_params), flops * batch / len(x)
+
+
+@dataclass(eq=False)
+class RunSetup:
+    """Everything the engine needs, resolved from a scenario."""
+
+    scenario: Scenario
+    task: TaskData
+    partitions: list[np.ndarray]
+    devices: list[Device]
+    link_names: list[str]
+    regions: list[str | None]
+    step_time_s: np.ndarray
+    flops_per_step: float
+    model_bytes: float
+    graph: nx.Graph
+    spectral_gap: float
+    uplink_bytes_per_s: np.ndarray
+    downlink_bytes_per_s: np.ndarray
+    latency_s: Callable[[int, int], float]
+    algorithm_class: type[Algorithm]
+
+    @property
+    def n_peers(self) -> int:
+        """Number of peers."""
+        return len(self.devices)
+
+
+def _placed(mix: dict, count: int, seed: int, index: int, field: str) -> list[str]:
+    names = expand_mix(mix, count, field)
+    order = stream(seed, "placement", index).permutation(count)
+    return [names[i] for i in order]
+
+
+def build_run(scenario: Scenario) -> RunSetup:
+    """Resolve a (validated) scenario into a `RunSetup`."""
+    peers = scenario.peers
+    n = peers.count
+    seed = scenario.seed
+    task = build_task(scenario.task, seed)
+    catalogue = load_devices()
+    devices = [catalogue[name] for name in expand_mix(peers.devices, n, "peers.devices")]
+    link_names = _placed(peers.links, n, seed, 0, "peers.links")
+    regions: list[str | None] = _placed(peers.regions, n, seed, 1, "peers.regions") if peers.regions else [None] * n
+
+    labels = task.y_train.numpy() if task.n_classes is not None else None
+    data = scenario.data
+    partitions = make_partition(
+        data.partition, labels, len(task.y_train), n, stream(seed, "partition"), alpha=data.alpha, k=data.labels_per_peer
+    )
+
+    n_params, flops = model_shape(scenario)
+    step = np.array(
+        [step_time_s(flops, d, peers.precision, peers.utilisation.get(d.name), peers.step_overhead_s) for d in devices]
+    )
+
+    graph = build_topology(scenario.topology.kind, n, seed=stream(seed, "topology"), **scenario.topology.params())
+    gap = spectral_gap(mixing_matrix(graph, scenario.topology.mixing)) if n > 1 else 1.0
+
+    links = link_catalogue(scenario)
+    profiles = [links[name] for name in link_names]
+    up = np.array([p.up_mbps * 1e6 / 8 for p in profiles])
+    down = np.array([p.down_mbps * 1e6 / 8 for p in profiles])
+    access_s = np.array([p.latency_ms / 1e3 for p in profiles])
+    latency = _latency_function(graph, regions, access_s)
+
+    return RunSetup(
+        scenario=scenario,
+        task=task,
+        partitions=partitions,
+        devices=devices,
+        link_names=link_names,
+        regions=regions,
+        step_time_s=step,
+        flops_per_step=flops,
+        model_bytes=n_params * bytes_per_element(peers.precision),
+        graph=graph,
+        spectral_gap=gap,
+        uplink_bytes_per_s=up,
+        downlink_bytes_per_s=down,
+        latency_s=latency,
+        algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+    )
+
+
+def _latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.ndarray) -> Callable[[int, int], float]:
+    """One-way latency: half the region-to-region RTT plus each end's access latency, or the edge's own."""
+    explicit = {}
+    for u, v, attributes in graph.edges(data=True):
+        if "latency_ms" in attributes:
+            explicit[(u, v)] = explicit[(v, u)] = attributes["latency_ms"] / 1e3
+    if regions[0] is None:
+        between = np.zeros((1, 1))
+        index = np.zeros(len(regions), dtype=np.int64)
+    else:
+        names = sorted(set(regions))
+        between = rtt_matrix_ms(names) / 2e3
+        position = {name: i for i, name in enumerate(names)}
+        index = np.array([position[r] for r in regions])
+
+    def latency_s(src: int, dst: int) -> float:
+        if explicit:
+            value = explicit.get((src, dst))
+            if value is not None:
+                return value
+        return float(between[index[src], index[dst]] + access_s[src] + access_s[dst])
+
+    return latency_s
+
+
+def check_fits(scenario: Scenario) -> None:
+    """A model that does not fit a device's memory is an error that says so (DESIGN decision 2)."""
+    from .hardware import activation_bytes_per_sample, training_memory_bytes
+
+    task = build_task(scenario.task, scenario.seed)
+    if scenario.workload is not None:
+        n_params, activations = scenario.workload.params, scenario.workload.activation_bytes_per_sample
+    else:
+        n_params = task.n_params
+        x = task.x_train[:1]
+        activations = activation_bytes_per_sample(task.model, task.unflatten(task.initial_params.clone()), x)
+    element = bytes_per_element(scenario.peers.precision)
+    catalogue = load_devices()
+    uses = [("peers.devices", name, scenario.data.batch_size) for name in scenario.peers.devices]
+    global_batch = scenario.data.batch_size * scenario.peers.count
+    for i, baseline in enumerate(scenario.baselines):
+        uses.append((f"baselines[{i}].device", baseline.device, max(1, global_batch // baseline.count)))
+    for field, name, batch in uses:
+        device = catalogue[name]
+        need = training_memory_bytes(n_params, element, batch, activations)
+        if need > device.memory_gb * 1e9:
+            raise ScenarioError(
+                field,
+                f"the model does not fit device {name!r}: training needs {need / 1e9:.3g} GB "
+                f"({n_params:.3g} params x {element} B x 3 + batch {batch} x activations), "
+                f"the device has {device.memory_gb:g} GB",
+            )

@@ -1,0 +1,144 @@
+"""Typed parsing of plain dicts (from TOML or Python) into frozen dataclasses.
+
+Unknown keys and wrong types are rejected with a `ScenarioError` that names the
+field by its dotted path, the bad value and what is allowed, so that a typo in
+a scenario file fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar, Union
+
+__all__ = ["ScenarioError", "parse_dataclass", "to_plain"]
+
+T = TypeVar("T")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run: the message names the field, the value and what is allowed."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+    def within(self, prefix: str) -> ScenarioError:
+        """The same error, with its field path prefixed by `prefix`."""
+        if not prefix:
+            return self
+        field = f"{prefix}.{self.field}" if self.field and not self.field.startswith("[") else f"{prefix}{self.field}"
+        return ScenarioError(field, self.reason)
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _parse_value(annotation: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any or (isinstance(annotation, type) and isinstance(value, annotation)):
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _parse_value(option, value, path)
+            except ScenarioError as error:
+                errors.append(error.reason)
+        raise ScenarioError(path, " or ".join(dict.fromkeys(errors)))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        return parse_dataclass(annotation, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ScenarioError(path, f"must be a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse_value(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ScenarioError(path, f"must have {len(args)} items, got {len(value)}")
+        return tuple(_parse_value(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ScenarioError(path, f"must be a table of name = value, got {_describe(value)}")
+        value_type = args[1] if args else Any
+        return {str(k): _parse_value(value_type, v, f"{path}.{k}") for k, v in value.items()}
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ScenarioError(path, f"must be true or false, got {_describe(value)}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(path, f"must be an integer, got {_describe(value)}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ScenarioError(path, f"must be a number, got {_describe(value)}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ScenarioError(path, f"must be a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"{path}: unsupported annotation {annotation!r}")
+
+
+def parse_dataclass(cls: type[T], data: Any, path: str = "") -> T:
+    """Build the frozen dataclass `cls` from the mapping `data`, checking keys and types.
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Link:
+    ...     up_mbps: float
+    ...     label: str = "home"
+    >>> parse_dataclass(Link, {"up_mbps": 50})
+    Link(up_mbps=50.0, label='home')
+    >>> parse_dataclass(Link, {"up_mbps": 50, "lable": "x"}, "network.links[0]")
+    Traceback (most recent call last):
+    ...
+    p2psim.config.ScenarioError: network.links[0]: unknown key 'lable' (allowed: up_mbps, label)
+    """
+    if not isinstance(data, Mapping):
+        raise ScenarioError(path, f"must be a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    allowed = [f.name for f in fields]
+    for key in data:
+        if key not in allowed:
+            raise ScenarioError(path, f"unknown key {key!r} (allowed: {', '.join(allowed)})")
+    values = {}
+    for f in fields:
+        sub = f"{path}.{f.name}" if path else f.name
+        if f.name in data:
+            values[f.name] = _parse_value(hints[f.name], data[f.name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ScenarioError(sub, "is required")
+    try:
+        return cls(**values)
+    except ScenarioError as error:
+        raise error.within(path) from None
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses, tuples and mappings as plain dicts and lists (TOML-ready), dropping None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        name = getattr(type(obj), "name", None)
+        if isinstance(name, str) and "name" not in {f.name for f in dataclasses.fields(obj)}:
+            out["name"] = name
+        for f in dataclasses.fields(obj):
+            value = to_plain(getattr(obj, f.name))
+            if value is not None:
+                out[f.name] = value
+        return out
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,411 @@
+"""The simpy world: peers computing and messaging in virtual time, and the monitor that records them.
+
+DESIGN decision 4: a gradient is computed on the parameters its peer held when the
+computation *started* (a snapshot row), whatever is merged meanwhile; staleness is
+the number of updates the peer's row received in between. Decision 5: every peer's
+parameters are a row of one tensor, and pending gradients are evaluated together,
+in one vmapped call, when the first of their results is due. A gradient depends only
+on its snapshot and its batch, so this changes no result, only the cost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import simpy
+import torch
+from torch.func import functional_call, grad_and_value, vmap
+
+from .metrics import Evaluator, consensus_distance
+from .network import Network
+from .seeding import stream
+
+if TYPE_CHECKING:
+    from .build import RunSetup
+
+__all__ = ["GradientJob", "Message", "RunOutcome", "SimulationError", "World", "simulate"]
+
+
+class SimulationError(RuntimeError):
+    """A crash inside a peer's behaviour, with the peer and the virtual time in the message."""
+
+
+@dataclass(eq=False)
+class GradientJob:
+    """One local gradient computation: who, when it started, on which row version and batch."""
+
+    peer: int
+    started_at: float
+    version: int
+    batch: np.ndarray
+    duration_s: float
+    grad: torch.Tensor | None = None
+    loss: float = math.nan
+    finite: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """A delivered message: `nbytes` on the wire from `src` to `dst`, with an opaque payload."""
+
+    src: int
+    dst: int
+    kind: str
+    payload: Any
+    nbytes: float
+    sent_at: float
+
+
+@dataclass
+class RunOutcome:
+    """What one simulation produced: history rows, per-peer rows and run facts."""
+
+    history: list[dict[str, float]]
+    peers: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class World:
+    """Shared state of one run and the only door through which algorithms act on it."""
+
+    def __init__(self, setup: RunSetup, progress: Callable[[float, float], None] | None = None):
+        scenario = setup.scenario
+        self.setup = setup
+        self.env = simpy.Environment()
+        self.n_peers = setup.n_peers
+        self.params = setup.task.initial_params.unsqueeze(0).repeat(self.n_peers, 1)
+        self.neighbors: list[list[int]] = [sorted(setup.graph.neighbors(i)) for i in range(self.n_peers)]
+        self.rng = stream(scenario.seed, "algorithm")
+        self.model_bytes = setup.model_bytes
+        self.network = Network(self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s)
+
+        self._progress = progress
+        self._batch_gradients = scenario.engine.batch_gradients
+        self._batch_size = scenario.data.batch_size
+        self._snapshots = torch.empty_like(self.params)
+        self._versions = np.zeros(self.n_peers, dtype=np.int64)
+        self._pending: list[GradientJob] = []
+        self._computing = np.zeros(self.n_peers, dtype=bool)
+        self._busy_since = np.zeros(self.n_peers)
+        self._busy_total = np.zeros(self.n_peers)
+        self._batch_rngs = [stream(scenario.seed, "batches", i) for i in range(self.n_peers)]
+        self._jitter_rngs = [stream(scenario.seed, "jitter", i) for i in range(self.n_peers)]
+        self._jitter = scenario.peers.jitter
+        self._partitions = setup.partitions
+        self._in_flight = 0
+
+        task = setup.task
+
+        def loss_of(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return task.loss(functional_call(task.model, task.unflatten(flat), (x,)), y)
+
+        self._gradients = vmap(grad_and_value(loss_of))
+        self._evaluator = Evaluator(task)
+
+        self.steps = 0
+        self.samples = 0
+        self.peer_steps = np.zeros(self.n_peers, dtype=np.int64)
+        self.peer_staleness = np.zeros(self.n_peers)
+        self.peer_consumed = np.zeros(self.n_peers, dtype=np.int64)
+        self.batch_sizes: list[int] = []
+        self.history: list[dict[str, float]] = []
+        self.status = "running"
+        self.info: dict[str, Any] = {}
+        self._window = _Window()
+        self._last_busy = np.zeros(self.n_peers)
+        self._last_time = 0.0
+        self._initial_loss = math.nan
+        self._stop = self.env.event()
+        self.algorithm = setup.algorithm_class(scenario.algorithm, self)
+
+    # ----- what algorithms call -------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """Simulated seconds since the start."""
+        return self.env.now
+
+    def compute(self, peer: int) -> GradientJob:
+        """Start a local gradient computation on `peer`'s current parameters."""
+        if self._computing[peer]:
+            raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
+        duration = float(self.setup.step_time_s[peer])
+        if self._jitter > 0:
+            z = self._jitter_rngs[peer].standard_normal()
+            duration *= math.exp(self._jitter * z - 0.5 * self._jitter**2)
+        local = self._partitions[peer]
+        batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
+        job = GradientJob(peer, self.now, int(self._versions[peer]), batch, duration)
+        self._snapshots[peer].copy_(self.params[peer])
+        self._pending.append(job)
+        self._computing[peer] = True
+        self._busy_since[peer] = self.now
+        self.env.timeout(duration).callbacks.append(lambda _event: self._finish(job))
+        return job
+
+    def send(self, src: int, dst: int, nbytes: float, kind: str, payload: Any = None) -> None:
+        """Send `nbytes` from `src` to `dst`; the algorithm's `on_message` runs when it has arrived."""
+        message = Message(src, dst, kind, payload, nbytes, self.now)
+        self._in_flight += 1
+        self.network.send(src, dst, nbytes, lambda: self._deliver(message))
+
+    def consume(self, job: GradientJob) -> torch.Tensor:
+        """The job's gradient, recording its staleness (updates to the row since the snapshot)."""
+        staleness = int(self._versions[job.peer]) - job.version
+        self.peer_staleness[job.peer] += staleness
+        self.peer_consumed[job.peer] += 1
+        self._window.staleness += staleness
+        self._window.age_s += self.now - job.started_at
+        self._window.consumed += 1
+        return job.grad
+
+    def add_to_row(self, peer: int, update: torch.Tensor, alpha: float = 1.0) -> None:
+        """params[peer] += alpha * update."""
+        self.params[peer].add_(update, alpha=alpha)
+        self._versions[peer] += 1
+
+    def average_rows(self, peers: tuple[int, ...] | list[int]) -> None:
+        """Set the given rows to their mean, at this instant (an atomic average)."""
+        index = torch.as_tensor(peers)
+        self.params[index] = self.params.index_select(0, index).mean(dim=0)
+        self._versions[list(peers)] += 1
+
+    # ----- the engine's own machinery -------------------------------------------------
+
+    def _finish(self, job: GradientJob) -> None:
+        if job.grad is None:
+            self._evaluate(job)
+        peer = job.peer
+        self._computing[peer] = False
+        self._busy_total[peer] += self.now - job.started_at
+        self.steps += 1
+        self.samples += self._batch_size
+        self.peer_steps[peer] += 1
+        self._window.train_loss += job.loss
+        self._window.computed += 1
+        if not job.finite:
+            self._diverge([peer], "non-finite gradient")
+            return
+        self._call(peer, "on_gradient", job)
+        self._check_budget()
+
+    def _evaluate(self, due: GradientJob) -> None:
+        """Evaluate the due job, and with it every pending job when batching (DESIGN decision 5)."""
+        if self._batch_gradients:
+            jobs, self._pending = self._pending, []
+        else:
+            jobs = [due]
+            self._pending.remove(due)
+        rows = torch.as_tensor([job.peer for job in jobs])
+        index = torch.from_numpy(np.concatenate([job.batch for job in jobs]))
+        x = self.setup.task.x_train.index_select(0, index)
+        y = self.setup.task.y_train.index_select(0, index)
+        k = len(jobs)
+        grads, losses = self._gradients(
+            self._snapshots.index_select(0, rows), x.view(k, -1, *x.shape[1:]), y.view(k, -1, *y.shape[1:])
+        )
+        finite = torch.isfinite(grads).all(dim=1).tolist()
+        for job, g, loss, ok in zip(jobs, grads, losses.tolist(), finite):
+            job.grad, job.loss, job.finite = g, loss, ok
+        self.batch_sizes.append(k)
+
+    def _deliver(self, message: Message) -> None:
+        self._in_flight -= 1
+        if self._stop.triggered:
+            return
+        self._call(message.dst, "on_message", message)
+
+    def _call(self, peer: int, hook: str, argument: Any) -> None:
+        try:
+            getattr(self.algorithm, hook)(argument)
+        except SimulationError:
+            raise
+        except Exception as error:
+            raise SimulationError(
+                f"peer {peer} at t={self.now:.6g} s, in {self.algorithm.name}.{hook}: {type(error).__name__}: {error}"
+            ) from error
+
+    def _check_budget(self) -> None:
+        stop = self.setup.scenario.stop
+        if stop.samples is not None and self.samples >= stop.samples:
+            self._request_stop("samples")
+        elif stop.steps is not None and self.steps >= stop.steps:
+            self._request_stop("steps")
+        interval = self.setup.scenario.metrics.eval_interval_samples
+        if interval is not None and self.samples >= self._next_record_samples:
+            self._next_record_samples += interval
+            self._record()
+
+    def _request_stop(self, reason: str) -> None:
+        if not self._stop.triggered:
+            self.info.setdefault("stop_reason", reason)
+            self._stop.succeed()
+
+    def _diverge(self, peers: list[int], reason: str) -> None:
+        if self.status == "running":
+            self.status = "diverged"
+            self.info.update(diverged_at_s=self.now, diverged_peers=peers, divergence=reason)
+        self._request_stop("diverged")
+
+    def _monitor(self, interval_s: float):
+        while True:
+            self._record()
+            if self._stalled():
+                self.status = "stalled"
+                self._request_stop("stalled: no computation or message in flight")
+            yield self.env.timeout(interval_s)
+
+    def _stalled(self) -> bool:
+        return self.now > 0 and not self._computing.any() and self._in_flight == 0
+
+    def _record(self) -> None:
+        """Append one history row; detect divergence instead of recording NaN."""
+        if self.history and self.history[-1]["time_s"] == self.now and self.history[-1]["samples"] == self.samples:
+            return
+        evaluator = self._evaluator
+        average = self.params.mean(dim=0)
+        loss, accuracy = evaluator.single(average)
+        peer_loss, peer_accuracy = evaluator.rows(self.params)
+        if math.isnan(self._initial_loss):
+            self._initial_loss = loss
+        limit = self.setup.scenario.metrics.divergence_factor * max(self._initial_loss, 1e-12)
+        bad = ~torch.isfinite(peer_loss) | (peer_loss > limit)
+        if not math.isfinite(loss) or loss > limit or bool(bad.any()):
+            self._diverge(torch.nonzero(bad).flatten().tolist(), "loss beyond divergence_factor x initial loss")
+            return
+        mean_distance, max_distance = consensus_distance(self.params)
+        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        elapsed = self.now - self._last_time
+        computing = float(np.mean(busy - self._last_busy) / elapsed) if elapsed > 0 else 0.0
+        window = self._window
+        row = {
+            "time_s": self.now,
+            "samples": self.samples,
+            "steps": self.steps,
+            "loss": loss,
+            "accuracy": accuracy,
+            "peers_loss": float(peer_loss.mean()),
+            "peers_accuracy": float(peer_accuracy.mean()),
+            "train_loss": window.train_loss / window.computed if window.computed else math.nan,
+            "consensus_distance": mean_distance,
+            "consensus_distance_max": max_distance,
+            "bytes_sent": float(self.network.bytes_sent.sum()),
+            "staleness": window.staleness / window.consumed if window.consumed else math.nan,
+            "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
+            "computing_fraction": computing,
+            "waiting_fraction": 1.0 - computing if elapsed > 0 else 0.0,
+        }
+        if self.setup.task.optimum_loss is not None:
+            row["suboptimality"] = evaluator.single(average, train=True)[0] - self.setup.task.optimum_loss
+        if self.setup.task.n_classes is None:
+            del row["accuracy"], row["peers_accuracy"]
+        self.history.append(row)
+        self._window = _Window()
+        self._last_busy = busy
+        self._last_time = self.now
+        if self._progress is not None:
+            self._progress(self.now, self._fraction_done())
+
+    def _fraction_done(self) -> float:
+        stop = self.setup.scenario.stop
+        fractions = [
+            self.now / stop.sim_time_s if stop.sim_time_s else 0.0,
+            self.samples / stop.samples if stop.samples else 0.0,
+            self.steps / stop.steps if stop.steps else 0.0,
+        ]
+        return min(1.0, max(fractions))
+
+    def run(self) -> RunOutcome:
+        """Simulate until the stopping rule, divergence or a stall; return what was recorded."""
+        scenario = self.setup.scenario
+        wall_start = time.perf_counter()
+        if scenario.stop.sim_time_s is not None:
+            self.env.timeout(scenario.stop.sim_time_s).callbacks.append(lambda _event: self._request_stop("sim_time_s"))
+        if scenario.metrics.eval_interval_s is not None:
+            self.env.process(self._monitor(scenario.metrics.eval_interval_s))
+        else:
+            self._next_record_samples = scenario.metrics.eval_interval_samples
+            self._record()
+        self.algorithm.start()
+        try:
+            self.env.run(until=self._stop)
+        except RuntimeError as error:
+            if "No scheduled events left" not in str(error):
+                raise
+            self.status = "stalled"
+            self.info.setdefault("stop_reason", "stalled: no computation or message in flight")
+        if self.status == "running":
+            self.status = "finished"
+            self._record()
+        if self.status == "stalled":
+            self._record()
+        return RunOutcome(self.history, self._peer_rows(), self._facts(time.perf_counter() - wall_start))
+
+    def _facts(self, wall_s: float) -> dict[str, Any]:
+        sizes = np.asarray(self.batch_sizes) if self.batch_sizes else np.zeros(1)
+        return {
+            **self.info,
+            "status": self.status,
+            "sim_time_s": self.now,
+            "samples": self.samples,
+            "steps": self.steps,
+            "wall_s": wall_s,
+            "gradient_evaluations": len(self.batch_sizes),
+            "mean_gradient_batch": float(sizes.mean()),
+            "max_gradient_batch": int(sizes.max()),
+            "messages": int(self.network.messages_sent),
+        }
+
+    def _peer_rows(self) -> list[dict[str, Any]]:
+        setup = self.setup
+        with torch.no_grad():
+            peer_loss, peer_accuracy = self._evaluator.rows(self.params)
+        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        rows = []
+        for i in range(self.n_peers):
+            row = {
+                "peer": i,
+                "device": setup.devices[i].name,
+                "link": setup.link_names[i],
+                "region": setup.regions[i] or "",
+                "degree": len(self.neighbors[i]),
+                "step_time_s": float(setup.step_time_s[i]),
+                "steps": int(self.peer_steps[i]),
+                "computing_fraction": float(busy[i] / self.now) if self.now > 0 else 0.0,
+                "bytes_sent": float(self.network.bytes_sent[i]),
+                "bytes_received": float(self.network.bytes_received[i]),
+                "staleness": float(self.peer_staleness[i] / self.peer_consumed[i]) if self.peer_consumed[i] else math.nan,
+                "loss": float(peer_loss[i]),
+            }
+            if setup.task.n_classes is not None:
+                row["accuracy"] = float(peer_accuracy[i])
+            rows.append(row)
+        return rows
+
+
+@dataclass
+class _Window:
+    """Sums over the current recording interval."""
+
+    train_loss: float = 0.0
+    computed: int = 0
+    staleness: float = 0.0
+    age_s: float = 0.0
+    consumed: int = 0
+
+
+def simulate(setup: RunSetup, progress: Callable[[float, float], None] | None = None) -> RunOutcome:
+    """Run one built scenario to its end; `progress(sim_time_s, fraction_done)` is called at each record.
+
+    Torch's thread count is set to the scenario's `engine.threads` for the run and restored after.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(setup.scenario.engine.threads)
+    try:
+        return World(setup, progress).run()
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,166 @@
+"""A run's result: its history as a tidy table, per-peer summary, resolved scenario and provenance.
+
+Saved as a folder: ``scenario.toml`` (resolved), ``manifest.json`` (versions, git commit,
+platform, seed, status of the run and of each baseline), ``history.csv`` (one row per
+recording tick and run; the ``run`` column names it) and ``peers.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .scenario import Scenario, load_scenario
+
+__all__ = ["MAIN_RUN", "Result"]
+
+MAIN_RUN = "p2p"
+
+
+@dataclass
+class Result:
+    """History of the peer-to-peer run and its baselines, with everything needed to reproduce it."""
+
+    scenario: Scenario
+    history: pd.DataFrame
+    peers: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        """finished, diverged, stalled (or failed) for the peer-to-peer run."""
+        return self.manifest["runs"][MAIN_RUN]["status"]
+
+    @property
+    def runs(self) -> list[str]:
+        """Run names: the peer-to-peer run first, then the baselines."""
+        return list(self.manifest["runs"])
+
+    def run_history(self, run: str = MAIN_RUN) -> pd.DataFrame:
+        """History rows of one run."""
+        return self.history[self.history["run"] == run].reset_index(drop=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the result folder; returns its path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.scenario.save(directory / "scenario.toml")
+        self.history.to_csv(directory / "history.csv", index=False)
+        self.peers.to_csv(directory / "peers.csv", index=False)
+        (directory / "manifest.json").write_text(json.dumps(_jsonable(self.manifest), indent=2, sort_keys=True) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Result:
+        """Read a result folder written by `save`."""
+        directory = Path(directory)
+        if not (directory / "manifest.json").exists():
+            raise FileNotFoundError(f"{directory} is not a p2psim result folder (no manifest.json)")
+        return cls(
+            scenario=load_scenario(directory / "scenario.toml"),
+            history=pd.read_csv(directory / "history.csv"),
+            peers=pd.read_csv(directory / "peers.csv"),
+            manifest=json.loads((directory / "manifest.json").read_text()),
+        )
+
+    def time_to_accuracy(self, target: float, run: str = MAIN_RUN) -> float:
+        """First recorded simulated time at which the averaged model reaches `target` accuracy (nan if never)."""
+        history = self.run_history(run)
+        if "accuracy" not in history:
+            return math.nan
+        reached = history[history["accuracy"] >= target]
+        return float(reached["time_s"].iloc[0]) if len(reached) else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """Final figures per run, time to target accuracy, and the gap to each baseline."""
+        metric = "accuracy" if "accuracy" in self.history else "loss"
+        target = self.scenario.metrics.target_accuracy
+        main = self.run_history()
+        out: dict[str, Any] = {"metric": metric, "runs": {}}
+        for run in self.runs:
+            history = self.run_history(run)
+            facts = self.manifest["runs"][run]
+            last = history.iloc[-1] if len(history) else None
+            entry = {
+                "status": facts["status"],
+                "sim_time_s": facts["sim_time_s"],
+                "samples": facts["samples"],
+                "loss": float(last["loss"]) if last is not None else math.nan,
+                "bytes_sent": float(last["bytes_sent"]) if last is not None else math.nan,
+                "consensus_distance": float(last["consensus_distance"]) if last is not None else math.nan,
+            }
+            if metric == "accuracy" and last is not None:
+                entry["accuracy"] = float(last["accuracy"])
+            if target is not None:
+                entry["time_to_target_s"] = self.time_to_accuracy(target, run)
+            if run != MAIN_RUN and len(history) and len(main):
+                entry["gap_at_equal_samples"] = _gap(main, history, "samples", metric)
+                entry["gap_at_equal_time"] = _gap(main, history, "time_s", metric)
+            out["runs"][run] = entry
+        return out
+
+    def format_summary(self) -> str:
+        """The summary as a few lines of text, for the CLI and notebooks."""
+        summary = self.summary()
+        metric = summary["metric"]
+        target = self.scenario.metrics.target_accuracy
+        lines = []
+        workload = self.manifest.get("timing_source")
+        if workload:
+            lines.append(f"timings: {workload}")
+        for run, entry in summary["runs"].items():
+            text = f"{run:>16}: {entry['status']:<8} t={_duration(entry['sim_time_s']):>9}  samples={entry['samples']:<8}"
+            text += f" loss={entry['loss']:.4f}"
+            if "accuracy" in entry:
+                text += f" acc={entry['accuracy']:.3f}"
+            if target is not None:
+                text += f"  t(acc>={target:g})={_duration(entry['time_to_target_s'])}"
+            text += f"  sent={entry['bytes_sent'] / 1e9:.3g} GB"
+            if run == MAIN_RUN:
+                text += f"  consensus={entry['consensus_distance']:.3g}"
+            lines.append(text)
+            if "gap_at_equal_samples" in entry:
+                lines.append(
+                    f"{'':>18}gap of p2p to this run in {metric}: {entry['gap_at_equal_samples']:+.4f} at equal samples, "
+                    f"{entry['gap_at_equal_time']:+.4f} at equal time"
+                )
+        facts = self.manifest["runs"][MAIN_RUN]
+        if facts["status"] == "diverged":
+            lines.append(f"p2p run diverged at t={facts['diverged_at_s']:.6g} s, peers {facts['diverged_peers']}")
+        return "\n".join(lines)
+
+
+def _gap(main: pd.DataFrame, other: pd.DataFrame, axis: str, metric: str) -> float:
+    """main minus other in `metric`, at the largest `axis` value both runs reached (linear interpolation)."""
+    at = min(main[axis].iloc[-1], other[axis].iloc[-1])
+    mine = float(np.interp(at, main[axis], main[metric]))
+    theirs = float(np.interp(at, other[axis], other[metric]))
+    return mine - theirs
+
+
+def _duration(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value

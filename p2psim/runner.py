@@ -1,0 +1,189 @@
+"""`run(scenario) -> Result`: the public entry point; the CLI only wraps it.
+
+The peer-to-peer run goes first; each baseline is then derived from it (same task,
+data, seed and sample budget, centralized devices with all-reduce) and goes through
+the same engine (DESIGN decision 7).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .algorithms.allreduce import AllReduceConfig
+from .build import build_run, model_shape
+from .engine import simulate
+from .result import MAIN_RUN, Result
+from .scenario import (
+    BaselineSpec,
+    DataSpec,
+    MetricsSpec,
+    PeersSpec,
+    Scenario,
+    StopSpec,
+    TopologySpec,
+    load_scenario,
+)
+from .validation import validate_scenario
+
+__all__ = ["Progress", "baseline_scenario", "run"]
+
+Progress = Callable[[str, float, float], None]
+"""Called as progress(run_name, sim_time_s, fraction_done) at each recording tick."""
+
+BASELINE_RECORDS = 50  # history rows per baseline run
+
+
+def baseline_scenario(scenario: Scenario, baseline: BaselineSpec, samples: int) -> Scenario:
+    """The centralized run that `baseline` stands for, with the same task, seed and sample budget.
+
+    Its global batch is the peer-to-peer run's (peers x local batch), split over the
+    baseline's devices; its data is the union of the peers' data, split IID.
+    """
+    count = baseline.count
+    global_batch = scenario.data.batch_size * scenario.peers.count
+    peers = scenario.peers
+    return Scenario(
+        name=f"{scenario.name}/{baseline.name}",
+        seed=scenario.seed,
+        task=scenario.task,
+        workload=scenario.workload,
+        data=DataSpec(batch_size=max(1, global_batch // count), partition="iid"),
+        peers=PeersSpec(
+            devices={baseline.device: count},
+            links={baseline.link: count},
+            precision=peers.precision,
+            utilisation={k: v for k, v in peers.utilisation.items() if k == baseline.device},
+            step_overhead_s=peers.step_overhead_s,
+            jitter=peers.jitter,
+        ),
+        network=scenario.network,
+        topology=TopologySpec(kind="ring" if count > 2 else "complete"),
+        algorithm=AllReduceConfig(lr=baseline.lr if baseline.lr is not None else scenario.algorithm.lr),
+        stop=StopSpec(samples=max(1, samples)),
+        metrics=MetricsSpec(
+            eval_interval_samples=max(1, samples // BASELINE_RECORDS),
+            target_accuracy=scenario.metrics.target_accuracy,
+            divergence_factor=scenario.metrics.divergence_factor,
+        ),
+        engine=scenario.engine,
+    )
+
+
+def _as_scenario(scenario: Scenario | str | Path | Mapping[str, Any]) -> Scenario:
+    if isinstance(scenario, Scenario):
+        validate_scenario(scenario)
+        return scenario
+    if isinstance(scenario, Mapping):
+        return Scenario.from_dict(scenario)
+    return load_scenario(scenario)
+
+
+def run(
+    scenario: Scenario | str | Path | Mapping[str, Any],
+    *,
+    baselines: bool = True,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Validate and simulate `scenario` (object, dict or TOML path), then its baselines.
+
+    With `out`, the result folder is written there. A diverged or stalled run is a
+    result, reported in `Result.status`, not an exception.
+
+    >>> result = run("experiments/scenarios/smoke.toml")   # doctest: +SKIP
+    >>> result.status, round(result.summary()["runs"]["p2p"]["accuracy"], 2)  # doctest: +SKIP
+    """
+    scenario = _as_scenario(scenario)
+    infos: dict[str, dict[str, Any]] = {}
+    tables = []
+    info, table, peers = _simulate(MAIN_RUN, scenario, progress)
+    infos[MAIN_RUN], budget = info, info["samples"]
+    tables.append(table)
+    for spec in scenario.baselines if baselines else ():
+        info, table, _ = _simulate(spec.name, baseline_scenario(scenario, spec, budget), progress)
+        infos[spec.name] = info
+        tables.append(table)
+    result = Result(
+        scenario=scenario,
+        history=pd.concat(tables, ignore_index=True),
+        peers=peers,
+        manifest=_manifest(scenario, infos),
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """One run through the engine: its facts, its history (with a `run` column) and its peers."""
+    setup = build_run(scenario)
+    report = None if progress is None else (lambda time_s, fraction: progress(name, time_s, fraction))
+    outcome = simulate(setup, report)
+    info = {
+        **outcome.info,
+        "spectral_gap": setup.spectral_gap,
+        "model_bytes": setup.model_bytes,
+        "flops_per_step": setup.flops_per_step,
+        "devices": sorted({d.name for d in setup.devices}),
+    }
+    table = pd.DataFrame(outcome.history)
+    table.insert(0, "run", name)
+    return info, table, pd.DataFrame(outcome.peers)
+
+
+def timing_source(scenario: Scenario) -> str:
+    """Where the run's durations come from: the declared workload or the task's real model."""
+    n_params, flops = model_shape(scenario)
+    batch = scenario.data.batch_size
+    if scenario.workload is not None:
+        w = scenario.workload
+        return (
+            f"from the declared workload {w.name!r} ({w.params:.3g} params, {w.flops_per_sample:.3g} FLOP/sample); "
+            f"numerics from task {scenario.task.name!r}"
+        )
+    return f"from task {scenario.task.name!r} itself ({n_params:.3g} params, {flops / batch:.3g} FLOP/sample)"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _manifest(scenario: Scenario, runs: dict[str, dict]) -> dict[str, Any]:
+    import networkx
+    import simpy
+
+    status = _git("status", "--porcelain")
+    return {
+        "p2psim": __version__,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "simpy": simpy.__version__,
+        "networkx": networkx.__version__,
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "seed": scenario.seed,
+        "scenario_hash": scenario.hash(),
+        "timing_source": timing_source(scenario),
+        "runs": runs,
+    }

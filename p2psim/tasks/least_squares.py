@@ -1,0 +1,88 @@
+"""Linear least squares with a known optimum and chosen conditioning: the task theory speaks of.
+
+Features are x = z diag(s) Q^T with z ~ N(0, I), s_j^2 spaced geometrically from 1 down to
+1 / condition_number and Q a random rotation, so the Hessian of the loss, X^T X / n, is close
+to Q diag(s^2) Q^T: its condition number is roughly `condition_number` (exactly so as
+n_samples -> infinity) and its eigenvectors are not the coordinate axes. Targets are
+y = x w + noise * N(0, 1) with w ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from p2psim.seeding import stream, torch_generator
+from p2psim.tasks.base import (
+    Task,
+    TaskData,
+    linear_init,
+    param_shapes,
+    register_task,
+    require,
+    train_eval_split,
+)
+
+__all__ = ["LeastSquares", "half_mse"]
+
+
+def half_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """0.5 * mean squared error of outputs [batch, 1] against targets [batch]."""
+    return 0.5 * torch.mean((output.squeeze(-1) - target) ** 2)
+
+
+@register_task
+@dataclass(frozen=True)
+class LeastSquares(Task):
+    """min_w 0.5 * mean((x w - y)^2) on synthetic data; initial w like torch's Linear init.
+
+    >>> task = LeastSquares(n_samples=100, n_features=3).build(seed=0)
+    >>> task.n_params, tuple(task.x_train.shape), tuple(task.x_eval.shape)
+    (3, (80, 3), (20, 3))
+    """
+
+    name = "least_squares"
+
+    n_samples: int = 2000
+    n_features: int = 20
+    noise: float = 0.1
+    eval_fraction: float = 0.2
+    condition_number: float = 10.0
+
+    def __post_init__(self) -> None:
+        require(self, "n_features", self.n_features >= 1, "must be >= 1")
+        require(self, "n_samples", self.n_samples >= 2, "must be >= 2")
+        require(self, "noise", self.noise >= 0, "must be >= 0")
+        require(self, "eval_fraction", 0 < self.eval_fraction < 1, "must be in (0, 1)")
+        require(self, "condition_number", self.condition_number >= 1, "must be >= 1")
+
+    def build(self, seed: int) -> TaskData:
+        """Generate the data, split it, and compute the exact training optimum."""
+        rng = stream(seed, "data")
+        d = self.n_features
+        scales = self.condition_number ** (-0.5 * np.linspace(0.0, 1.0, d))
+        rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        x = (rng.standard_normal((self.n_samples, d)) * scales) @ rotation.T
+        w_true = rng.standard_normal(d)
+        y = x @ w_true + self.noise * rng.standard_normal(self.n_samples)
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        train, held_out = train_eval_split(self.n_samples, self.eval_fraction, rng)
+        # The optimum of the float32 data actually trained on, solved in float64.
+        x_fit, y_fit = x[train].astype(np.float64), y[train].astype(np.float64)
+        w_star = np.linalg.lstsq(x_fit, y_fit, rcond=None)[0]
+        optimum_loss = float(0.5 * np.mean((x_fit @ w_star - y_fit) ** 2))
+        model = torch.nn.Linear(d, 1, bias=False, device="meta")
+        return TaskData(
+            model=model,
+            param_shapes=param_shapes(model),
+            initial_params=linear_init(model, torch_generator(seed, "init")),
+            x_train=torch.from_numpy(x[train]),
+            y_train=torch.from_numpy(y[train]),
+            x_eval=torch.from_numpy(x[held_out]),
+            y_eval=torch.from_numpy(y[held_out]),
+            n_classes=None,
+            optimum_loss=optimum_loss,
+            loss=half_mse,
+        )

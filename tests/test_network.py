@@ -1,0 +1,209 @@
+"""Message delivery times against hand-computed processor-sharing schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from p2psim.network import Network
+
+BIG = 1e12  # bytes/s: a link that is never the bottleneck
+
+
+def make(up, down, latency_s=0.0):
+    """Environment, network and an arrival log of (time, label)."""
+    env = simpy.Environment()
+    latency = latency_s if callable(latency_s) else (lambda src, dst: latency_s)
+    return env, Network(env, up, down, latency), []
+
+
+def send(env, net, log, src, dst, nbytes, label, at_s=0.0):
+    """Send at virtual time ``at_s``, logging (arrival time, label)."""
+
+    def go(_event=None):
+        net.send(src, dst, nbytes, lambda: log.append((env.now, label)))
+
+    if at_s == 0.0:
+        go()
+    else:
+        env.timeout(at_s).callbacks.append(go)
+
+
+def arrival(log, label):
+    (time,) = [t for t, name in log if name == label]
+    return time
+
+
+def test_lone_message_arrives_after_latency_plus_size_over_bandwidth():
+    S, L, B = 3.0e6, 0.035, 1.25e6
+    env, net, log = make([B, BIG], [BIG, BIG], L)
+    send(env, net, log, 0, 1, S, "m")
+    env.run()
+    assert log == [(pytest.approx(L + S / B, rel=1e-12), "m")]
+
+
+@pytest.mark.parametrize("up, down", [(1e6, 4e5), (4e5, 1e6), (7e5, 7e5)])
+def test_bottleneck_is_min_of_uplink_and_downlink(up, down):
+    S, L = 2.0e6, 0.1
+    env, net, log = make([up, BIG], [BIG, down], L)
+    send(env, net, log, 0, 1, S, "m")
+    env.run()
+    assert arrival(log, "m") == pytest.approx(L + S / min(up, down), rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 20])
+def test_k_messages_share_one_uplink(k):
+    S, L, B = 1.0e6, 0.02, 1.0e7
+    env, net, log = make([B] + [BIG] * k, [BIG] * (k + 1), L)
+    for dst in range(1, k + 1):
+        send(env, net, log, 0, dst, S, dst)
+    env.run()
+    assert [label for _, label in log] == list(range(1, k + 1))
+    for time, _ in log:
+        assert time == pytest.approx(L + k * S / B, rel=1e-12)
+
+
+def test_second_message_starting_halfway_through_the_first():
+    # Message a runs alone at B until S/(2B), when half of it is left; b joins and both get
+    # B/2, so a ends S/B later, at 3S/(2B), when b has S/2 left; alone again, b ends at 2S/B.
+    S, L, B = 8.0e6, 0.05, 2.0e6
+    env, net, log = make([B, BIG, BIG], [BIG, BIG, BIG], L)
+    send(env, net, log, 0, 1, S, "a")
+    send(env, net, log, 0, 2, S, "b", at_s=S / (2 * B))
+    env.run()
+    assert arrival(log, "a") == pytest.approx(L + 3 * S / (2 * B), rel=1e-12)
+    assert arrival(log, "b") == pytest.approx(L + 2 * S / B, rel=1e-12)
+
+
+def test_two_senders_share_a_downlink():
+    # Both get D/2 until a (S bytes) ends at 2S/D; b (2S bytes) then has S left at D: ends at 3S/D.
+    S, D = 1.0e6, 5.0e5
+    latency = lambda src, dst: 0.01 * (src + 1)  # noqa: E731
+    env, net, log = make([BIG, BIG, BIG], [BIG, BIG, D], latency)
+    send(env, net, log, 0, 2, S, "a")
+    send(env, net, log, 1, 2, 2 * S, "b")
+    env.run()
+    assert arrival(log, "a") == pytest.approx(0.01 + 2 * S / D, rel=1e-12)
+    assert arrival(log, "b") == pytest.approx(0.02 + 3 * S / D, rel=1e-12)
+
+
+def test_capacity_left_unused_is_not_redistributed():
+    # a is held to 2 B/s by its receiver; b keeps its equal share 10/2 = 5 B/s of the uplink, not 8.
+    env, net, log = make([10.0, BIG, BIG], [BIG, 2.0, 100.0])
+    send(env, net, log, 0, 1, 10.0, "a")
+    send(env, net, log, 0, 2, 10.0, "b")
+    env.run()
+    assert arrival(log, "b") == pytest.approx(2.0, rel=1e-12)
+    assert arrival(log, "a") == pytest.approx(5.0, rel=1e-12)
+
+
+def test_uplink_is_work_conserving_while_busy():
+    # Receivers never limit, so the uplink drains at B from the first send to the last byte.
+    rng = np.random.default_rng(0)
+    B, L, n = 1.0e6, 0.003, 30
+    sizes = rng.uniform(1e5, 1e6, size=n)
+    starts = np.sort(rng.uniform(0.0, 0.05, size=n))
+    starts[0] = 0.0
+    env, net, log = make([B] + [BIG] * n, [BIG] * (n + 1), L)
+    for i, (size, start) in enumerate(zip(sizes, starts)):
+        send(env, net, log, 0, i + 1, float(size), i, at_s=float(start))
+    env.run()
+    assert len(log) == n
+    assert max(t for t, _ in log) == pytest.approx(L + sizes.sum() / B, rel=1e-12)
+
+
+def test_zero_byte_message_arrives_after_latency_even_on_a_busy_link():
+    L = 0.25
+    env, net, log = make([1.0, BIG], [BIG, BIG], L)
+    send(env, net, log, 0, 1, 100.0, "big")
+    send(env, net, log, 0, 1, 0, "empty")
+    env.run()
+    assert arrival(log, "empty") == pytest.approx(L, abs=1e-12)
+    assert arrival(log, "big") == pytest.approx(L + 100.0, rel=1e-12)
+
+
+def test_byte_counters():
+    env, net, log = make([100.0, 100.0, 100.0], [100.0, 100.0, 100.0], 1.0)
+    send(env, net, log, 0, 1, 50.0, "a")
+    send(env, net, log, 0, 2, 30.0, "b")
+    send(env, net, log, 2, 1, 20.0, "c")
+    assert net.messages_sent == 3
+    np.testing.assert_array_equal(net.bytes_sent, [80.0, 0.0, 20.0])
+    np.testing.assert_array_equal(net.bytes_received, [0.0, 0.0, 0.0])
+    env.run(until=1.5)  # c is serialised at 0.4 s and arrives at 1.4 s; a and b are still on the uplink
+    np.testing.assert_array_equal(net.bytes_received, [0.0, 20.0, 0.0])
+    env.run()
+    np.testing.assert_array_equal(net.bytes_received, [0.0, 70.0, 30.0])
+    assert net.bytes_sent.dtype == np.float64
+
+
+def test_delivery_callback_may_send_onwards():
+    # Relay 0 -> 1 -> 2: the second hop starts when the first arrives.
+    S, L, B = 1.0e3, 0.5, 1.0e3
+    env, net, log = make([B, B, B], [B, B, B], L)
+
+    def relay():
+        log.append((env.now, "hop1"))
+        net.send(1, 2, S, lambda: log.append((env.now, "hop2")))
+
+    net.send(0, 1, S, relay)
+    env.run()
+    assert log == [(pytest.approx(L + S / B), "hop1"), (pytest.approx(2 * (L + S / B), rel=1e-12), "hop2")]
+
+
+def random_traffic():
+    """Many overlapping messages among 12 peers, with simultaneous arrivals; returns the log."""
+    rng = np.random.default_rng(42)
+    n = 12
+    env, net, log = make([1e6] * n, [1e6] * n, lambda src, dst: 0.001 * ((src + dst) % 3))
+    for m in range(200):
+        src, dst = rng.choice(n, size=2, replace=False)
+        size = float(rng.choice([0.0, 2.5e5, 5e5, 1e6]))
+        send(env, net, log, int(src), int(dst), size, m, at_s=float(rng.choice([0.0, 0.25, 0.5, 1.0])))
+    env.run()
+    return log
+
+
+def test_simultaneous_arrivals_come_in_a_deterministic_order():
+    first, second = random_traffic(), random_traffic()
+    assert len(first) == 200
+    assert first == second
+    times = [t for t, _ in first]
+    assert times == sorted(times)
+    assert len(set(times)) < len(times)  # the scenario does produce ties
+
+
+@pytest.mark.parametrize(
+    "src, dst, nbytes, match",
+    [
+        (0, 0, 1.0, "itself"),
+        (0, 5, 1.0, "dst=5"),
+        (-1, 1, 1.0, "src=-1"),
+        (0, 1, -1.0, "nbytes"),
+        (0, 1, float("nan"), "nbytes"),
+    ],
+)
+def test_send_errors(src, dst, nbytes, match):
+    env, net, _ = make([1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=match):
+        net.send(src, dst, nbytes, lambda: None)
+
+
+@pytest.mark.parametrize(
+    "up, down, match",
+    [
+        ([1.0, 1.0], [1.0], "downlink_bytes_per_s has 1"),
+        ([1.0, 0.0], [1.0, 1.0], r"uplink_bytes_per_s\[1\]"),
+        ([1.0, 1.0], [float("inf"), 1.0], r"downlink_bytes_per_s\[0\]"),
+    ],
+)
+def test_constructor_errors(up, down, match):
+    with pytest.raises(ValueError, match=match):
+        Network(simpy.Environment(), up, down, lambda src, dst: 0.0)
+
+
+def test_negative_latency_is_rejected():
+    env, net, _ = make([1.0, 1.0], [1.0, 1.0], -0.5)
+    with pytest.raises(ValueError, match=r"latency_s\(0, 1\)"):
+        net.send(0, 1, 1.0, lambda: None)
