@@ -1,0 +1,60 @@
+"""The standard figures: the model's metric and the peers' consensus distance against simulated time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .result import MAIN_RUN, Result  # noqa: E402
+
+__all__ = ["plot_result", "time_axis"]
+
+
+def time_axis(seconds_max: float) -> tuple[float, str]:
+    """Divisor and label for a simulated-time axis that reads well at this span."""
+    if seconds_max >= 3 * 3600:
+        return 3600.0, "simulated time [h]"
+    if seconds_max >= 180:
+        return 60.0, "simulated time [min]"
+    return 1.0, "simulated time [s]"
+
+
+def plot_result(result: Result, path: str | Path, metric: str | None = None) -> Path:
+    """Draw `metric` (accuracy if recorded, else loss) for every run, and consensus distance, to a PNG."""
+    history = result.history
+    metric = metric or ("accuracy" if "accuracy" in history else "loss")
+    if metric not in history:
+        raise ValueError(f"metric {metric!r} was not recorded (recorded: {', '.join(history.columns[1:])})")
+    scale, label = time_axis(float(history["time_s"].max()))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for run in result.runs:
+        rows = result.run_history(run)
+        style = {"linewidth": 2.2} if run == MAIN_RUN else {"linestyle": "--", "linewidth": 1.6}
+        name = f"{run} ({result.manifest['runs'][run]['status']})" if run == MAIN_RUN else run
+        left.plot(rows["time_s"] / scale, rows[metric], label=name, **style)
+        if run == MAIN_RUN:
+            left.plot(rows["time_s"] / scale, rows[f"peers_{metric}"], label="p2p: mean of peers' own models", linewidth=1.0)
+    left.set_xscale("symlog", linthresh=1.0 / scale)  # linear below one simulated second
+    left.set_xlabel(label + " (symlog)")
+    left.set_ylabel(f"{metric} of the averaged model (held-out set)" if metric != "loss" else "loss (held-out set)")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    main = result.run_history()
+    main = main[main["time_s"] > 0]  # at t = 0 all peers are equal: zero has no place on a log axis
+    right.plot(main["time_s"] / scale, main["consensus_distance"], label="mean over peers")
+    right.plot(main["time_s"] / scale, main["consensus_distance_max"], label="max over peers", linestyle=":")
+    right.set_yscale("log")
+    right.set_xlabel(label)
+    right.set_ylabel("consensus distance  ||x_i - mean x||^2")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    title = f"{result.scenario.name}: {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
+    figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
+    path = Path(path)
+    figure.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(figure)
+    return path
