@@ -177,6 +177,8 @@ class World:
     # ----- the engine's own machinery -------------------------------------------------
 
     def _finish(self, job: GradientJob) -> None:
+        if self._stop.triggered:  # the run ended earlier at this same instant
+            return
         if job.grad is None:
             self._evaluate(job)
         peer = job.peer

@@ -370,8 +370,10 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         if isinstance(node, list):
             _require(key.isdigit() and int(key) < len(node), ".".join(keys[: i + 1]), "no such list item")
             node = node[int(key)]
-        else:
+        elif isinstance(node, dict):
             node = node.setdefault(key, {})
+        else:
+            raise ScenarioError(".".join(keys[:i]), "cannot set a key inside a value")
     last = keys[-1]
     if isinstance(node, list):
         _require(last.isdigit() and int(last) < len(node), dotted, "no such list item")
@@ -389,6 +391,8 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ScenarioError("", f"scenario file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError("", f"cannot read scenario file {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError("", f"{path} is not valid TOML: {error}") from None
     for dotted, value in (overrides or {}).items():

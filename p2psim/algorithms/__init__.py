@@ -1,6 +1,7 @@
 """Algorithms, one file each, registered by name (see `base.py` for the hooks)."""
 
 from .base import ALGORITHMS, IMPLEMENTATIONS, Algorithm, AlgorithmConfig, register_algorithm
-from . import adpsgd, allreduce  # noqa: F401  (registration)
+from .adpsgd import ADPSGD
+from .allreduce import AllReduce
 
-__all__ = ["ALGORITHMS", "IMPLEMENTATIONS", "Algorithm", "AlgorithmConfig", "register_algorithm"]
+__all__ = ["ADPSGD", "ALGORITHMS", "IMPLEMENTATIONS", "AllReduce", "Algorithm", "AlgorithmConfig", "register_algorithm"]
