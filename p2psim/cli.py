@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `p2psim` command; returns the exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures go to files; no display is needed or assumed
     from .config import ScenarioError
 
     args = _parser().parse_args(argv)

@@ -24,7 +24,10 @@ _CRUMB_RELATIVE = 1e-12
 
 @dataclass(slots=True, eq=False)
 class _Flow:
-    """A message being serialised: bytes left, current rate, when they were last accounted."""
+    """A message in flight: bytes left to serialise, its current rate, when they were last accounted.
+
+    ``token`` counts reschedules, so a completion timeout scheduled at an old rate is ignored.
+    """
 
     flow_id: int
     src: int
@@ -106,13 +109,13 @@ class Network:
             latency_s=latency_s,
             nbytes=float(nbytes),
             on_delivered=on_delivered,
+            updated_s=self.env.now,
         )
         if flow.remaining_bytes <= flow.crumb_bytes:
             self._propagate(flow)
             return
         self._on_uplink[src][flow.flow_id] = flow
         self._on_downlink[dst][flow.flow_id] = flow
-        flow.updated_s = self.env.now
         self._update_rates(src, dst)
 
     def _update_rates(self, src: int, dst: int) -> None:
@@ -157,5 +160,6 @@ class Network:
         arrived.callbacks.append(lambda _event: self._deliver(flow))
 
     def _deliver(self, flow: _Flow) -> None:
+        """The message has arrived: count its bytes, then hand it to the receiver."""
         self.bytes_received[flow.dst] += flow.nbytes
         flow.on_delivered()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .result import MAIN_RUN, Result
 
-from .result import MAIN_RUN, Result  # noqa: E402
-
-__all__ = ["plot_result", "time_axis"]
+__all__ = ["figure_for", "plot_result", "time_axis"]
 
 
 def time_axis(seconds_max: float) -> tuple[float, str]:
@@ -23,8 +20,8 @@ def time_axis(seconds_max: float) -> tuple[float, str]:
     return 1.0, "simulated time [s]"
 
 
-def plot_result(result: Result, path: str | Path, metric: str | None = None) -> Path:
-    """Draw `metric` (accuracy if recorded, else loss) for every run, and consensus distance, to a PNG."""
+def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
+    """`metric` (accuracy if recorded, else loss) of every run, and the peers' consensus distance, against time."""
     history = result.history
     metric = metric or ("accuracy" if "accuracy" in history else "loss")
     if metric not in history:
@@ -54,6 +51,12 @@ def plot_result(result: Result, path: str | Path, metric: str | None = None) -> 
     right.grid(alpha=0.3)
     title = f"{result.scenario.name}: {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
     figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
+    return figure
+
+
+def plot_result(result: Result, path: str | Path, metric: str | None = None) -> Path:
+    """Write `figure_for(result, metric)` to a PNG file."""
+    figure = figure_for(result, metric)
     path = Path(path)
     figure.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(figure)

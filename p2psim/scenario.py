@@ -132,7 +132,7 @@ class PeersSpec:
     regions: dict[str, int | float] = field(default_factory=dict)  # empty: all co-located
     precision: str = "fp32"
     utilisation: dict[str, float] = field(default_factory=dict)  # per device name, overrides the catalogue
-    step_overhead_s: float = 0.0
+    step_overhead_s: float = 1e-3  # launches, optimizer, data loading: ~1 ms a step for small models [assumption]
     jitter: float = 0.0  # sigma of a mean-one log-normal factor on each step's duration
 
     def __post_init__(self) -> None:
@@ -373,7 +373,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         elif isinstance(node, dict):
             node = node.setdefault(key, {})
         else:
-            raise ScenarioError(".".join(keys[:i]), "cannot set a key inside a value")
+            raise ScenarioError(dotted, "cannot set a key inside a value")
     last = keys[-1]
     if isinstance(node, list):
         _require(last.isdigit() and int(last) < len(node), dotted, "no such list item")

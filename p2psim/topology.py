@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "BUILDERS",
+    "MIXING_RULES",
     "TOPOLOGY_PARAMS",
     "Seed",
     "build_topology",
@@ -45,7 +46,7 @@ __all__ = [
 Seed = int | np.random.Generator | None
 """An int, a numpy Generator (used as is), or None (fresh OS entropy: not reproducible)."""
 
-MIXING_RULES = ("metropolis", "uniform")
+MIXING_RULES: tuple[str, ...] = ("metropolis", "uniform")
 
 
 def _check_n(n: int, minimum: int = 1) -> int:
@@ -64,6 +65,7 @@ def _graph(n: int, edges: Iterable[tuple[int, int]]) -> nx.Graph:
 
 
 def _rng(seed: Seed) -> np.random.Generator:
+    """A numpy Generator for networkx, which would otherwise fall back on the global ``random`` for None."""
     return np.random.default_rng(seed)
 
 

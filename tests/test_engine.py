@@ -34,6 +34,7 @@ def tiny(peers: dict, **overrides) -> dict:
             "devices": peers,
             "links": {"test_link": count},
             "utilisation": {name: 0.5 for name in peers},
+            "step_overhead_s": 0.0,
         },
         "network": {"links": [LINK]},
         "topology": {"kind": "complete"},

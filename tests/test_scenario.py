@@ -391,7 +391,7 @@ def test_quickstart_loads_and_overrides_change_exactly_those_fields():
         ({"algorithm.lrr": 0.1}, "algorithm", "unknown key 'lrr'"),
         ({"baselines.5.count": 2}, "baselines.5", "no such list item"),
         ({"algorithm.lr.x": 1}, "algorithm.lr.x", "cannot set a key inside a value"),
-        ({"algorithm.lr.x.y": 1}, "algorithm.lr", "cannot set a key inside a value"),
+        ({"algorithm.lr.x.y": 1}, "algorithm.lr.x.y", "cannot set a key inside a value"),
     ],
 )
 def test_bad_overrides(overrides, field, fragment):
