@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -364,7 +365,7 @@ def _parse_registered(registry: Mapping[str, type], value: Any, path: str) -> An
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
+    keys = re.sub(r"\[(\d+)\]", r".\1", dotted).split(".")  # baselines[0].lr == baselines.0.lr
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
