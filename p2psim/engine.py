@@ -20,6 +20,7 @@ import simpy
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
+from .hardware import step_time_factor
 from .metrics import Evaluator, consensus_distance
 from .network import Network
 from .seeding import stream
@@ -95,6 +96,7 @@ class World:
         self._batch_rngs = [stream(scenario.seed, "batches", i) for i in range(self.n_peers)]
         self._jitter_rngs = [stream(scenario.seed, "jitter", i) for i in range(self.n_peers)]
         self._jitter = scenario.peers.jitter
+        self._distribution = scenario.peers.step_time_distribution
         self._partitions = setup.partitions
         self._in_flight = 0
 
@@ -134,9 +136,7 @@ class World:
         if self._computing[peer]:
             raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
         duration = float(self.setup.step_time_s[peer])
-        if self._jitter > 0:
-            z = self._jitter_rngs[peer].standard_normal()
-            duration *= math.exp(self._jitter * z - 0.5 * self._jitter**2)
+        duration *= step_time_factor(self._jitter_rngs[peer], self._distribution, self._jitter)
         local = self._partitions[peer]
         batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
         job = GradientJob(peer, self.now, int(self._versions[peer]), batch, duration)

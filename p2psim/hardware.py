@@ -8,11 +8,13 @@ and batch, so a step's duration follows the work it does.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
@@ -32,6 +34,7 @@ __all__ = [
     "format_device_table",
     "load_devices",
     "peak_flops",
+    "step_time_factor",
     "step_time_s",
     "training_memory_bytes",
 ]
@@ -268,3 +271,17 @@ def format_device_table(devices: Mapping[str, Device] | None = None) -> str:
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def step_time_factor(rng: np.random.Generator, distribution: str, jitter: float) -> float:
+    """Mean-one random factor on a step's modelled duration.
+
+    "lognormal": exp(jitter z - jitter^2 / 2), z standard normal (1 when jitter is 0).
+    "exponential": an Exp(1) draw, so steps are memoryless, as the Poisson clocks of
+    asynchronous gossip theory assume (Boyd et al., "Randomized gossip algorithms", 2006).
+    """
+    if distribution == "exponential":
+        return float(rng.exponential())
+    if jitter == 0:
+        return 1.0
+    return math.exp(jitter * rng.standard_normal() - 0.5 * jitter**2)

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
 PARTITIONS = ("iid", "dirichlet", "k_labels")
 MIXING_RULES = ("metropolis", "uniform")
 
@@ -135,6 +136,7 @@ class PeersSpec:
     utilisation: dict[str, float] = field(default_factory=dict)  # per device name, overrides the catalogue
     step_overhead_s: float = 1e-3  # launches, optimizer, data loading: ~1 ms a step for small models [assumption]
     jitter: float = 0.0  # sigma of a mean-one log-normal factor on each step's duration
+    step_time_distribution: str = "lognormal"  # or "exponential": memoryless steps (Poisson clocks)
 
     def __post_init__(self) -> None:
         if self.count is not None:
@@ -142,6 +144,7 @@ class PeersSpec:
         _one_of(self.precision, PRECISIONS, "precision", "precision ")
         _positive(self.step_overhead_s, "step_overhead_s", allow_zero=True)
         _positive(self.jitter, "jitter", allow_zero=True)
+        _one_of(self.step_time_distribution, STEP_TIME_DISTRIBUTIONS, "step_time_distribution", "distribution ")
         for name, value in self.utilisation.items():
             _require(0 < value <= 1, f"utilisation.{name}", f"must be in (0, 1], got {value!r}")
         count = self.count
