@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from dataclasses import dataclass, fields
-from importlib import resources
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -19,10 +17,7 @@ import torch
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from .data import check_sources, read_catalogue
 
 __all__ = [
     "DEVICE_KINDS",
@@ -80,17 +75,14 @@ def _parse_device(name: str, entry: Mapping[str, Any], sources: Mapping[str, str
         raise ValueError(f"{where}.kind: {values['kind']!r} is not one of {', '.join(DEVICE_KINDS)}")
     if not 0 < values["utilisation"] <= 1:
         raise ValueError(f"{where}.utilisation: must be in (0, 1], got {values['utilisation']}")
-    unresolved = [s for s in values["sources"] if s not in sources]
-    if not values["sources"] or unresolved:
-        raise ValueError(f"{where}.sources: needs at least one id from [sources]; unresolved {unresolved}")
+    values["sources"] = check_sources(where, values["sources"], sources)
     return Device(**values)
 
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, Device], dict[str, str]]:
     """Read and validate devices.toml once."""
-    text = resources.files("p2psim").joinpath("data/devices.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = read_catalogue("devices.toml")
     sources = {key: str(value) for key, value in data["sources"].items()}
     devices = {name: _parse_device(name, entry, sources) for name, entry in data["devices"].items()}
     return devices, sources

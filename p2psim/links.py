@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from .data import check_sources, read_catalogue
 
 __all__ = [
     "LinkProfile",
@@ -75,19 +70,6 @@ class _RegionTable:
     sources: dict[str, str]
 
 
-def _read_toml(filename: str) -> dict[str, Any]:
-    """Parse one TOML file of the package's data folder."""
-    return tomllib.loads(resources.files("p2psim").joinpath(f"data/{filename}").read_text(encoding="utf-8"))
-
-
-def _check_sources(where: str, ids: Sequence[str], sources: Mapping[str, str]) -> tuple[str, ...]:
-    """The source ids of an entry, which must be at least one and all resolve in [sources]."""
-    unresolved = [s for s in ids if s not in sources]
-    if not ids or unresolved:
-        raise ValueError(f"{where}.sources: needs at least one id from [sources]; unresolved {unresolved}")
-    return tuple(ids)
-
-
 def _check_keys(where: str, entry: Mapping[str, Any], expected: set[str]) -> None:
     """Reject a TOML table with missing or unknown keys, naming them."""
     missing, unknown = expected - entry.keys(), entry.keys() - expected
@@ -98,7 +80,7 @@ def _check_keys(where: str, entry: Mapping[str, Any], expected: set[str]) -> Non
 @functools.cache
 def _link_table() -> tuple[dict[str, LinkProfile], dict[str, str]]:
     """Read and validate links.toml once."""
-    data = _read_toml("links.toml")
+    data = read_catalogue("links.toml")
     sources = {key: str(value) for key, value in data["sources"].items()}
     profiles = {}
     for name, entry in data["links"].items():
@@ -109,7 +91,7 @@ def _link_table() -> tuple[dict[str, LinkProfile], dict[str, str]]:
             if value <= 0:
                 raise ValueError(f"{where}.{key}: must be > 0, got {value}")
         profiles[name] = LinkProfile(
-            name=name, label=str(entry["label"]), **numbers, sources=_check_sources(where, entry["sources"], sources)
+            name=name, label=str(entry["label"]), **numbers, sources=check_sources(where, entry["sources"], sources)
         )
     return profiles, sources
 
@@ -117,11 +99,11 @@ def _link_table() -> tuple[dict[str, LinkProfile], dict[str, str]]:
 @functools.cache
 def _region_table() -> _RegionTable:
     """Read and validate regions.toml once."""
-    data = _read_toml("regions.toml")
+    data = read_catalogue("regions.toml")
     sources = {key: str(value) for key, value in data["sources"].items()}
     model_keys = {"same_region_rtt_ms", "fibre_km_per_ms", "route_inflation", "earth_radius_km"}
     _check_keys("regions.toml: model", data["model"], model_keys | {"sources"})
-    _check_sources("regions.toml: model", data["model"]["sources"], sources)
+    check_sources("regions.toml: model", data["model"]["sources"], sources)
     model = {key: float(data["model"][key]) for key in model_keys}
     regions = {}
     for name, entry in data["regions"].items():
@@ -132,7 +114,7 @@ def _region_table() -> _RegionTable:
             label=str(entry["label"]),
             lat=float(entry["lat"]),
             lon=float(entry["lon"]),
-            sources=_check_sources(where, entry["sources"], sources),
+            sources=check_sources(where, entry["sources"], sources),
         )
     measured = {}
     for index, entry in enumerate(data["rtt"]):
@@ -142,7 +124,7 @@ def _region_table() -> _RegionTable:
         if len(pair) != 2 or not pair <= regions.keys() or pair in measured:
             raise ValueError(f"{where}: needs two distinct known regions, not listed before; got {sorted(pair)}")
         measured[pair] = _MeasuredRtt(
-            float(entry["rtt_ms"]), str(entry["note"]), _check_sources(where, entry["sources"], sources)
+            float(entry["rtt_ms"]), str(entry["note"]), check_sources(where, entry["sources"], sources)
         )
     return _RegionTable(regions, measured, model, sources)
 

@@ -15,6 +15,8 @@ from typing import Callable, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from ..seeding import torch_generator
+
 from p2psim.config import ScenarioError
 
 __all__ = [
@@ -52,6 +54,33 @@ class TaskData:
     def n_params(self) -> int:
         """Length of the flat parameter vector."""
         return sum(math.prod(shape) for _, shape in self.param_shapes)
+
+    @classmethod
+    def from_split(
+        cls,
+        model: torch.nn.Module,
+        seed: int,
+        x: np.ndarray,
+        y: np.ndarray,
+        split: tuple[np.ndarray, np.ndarray],
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        n_classes: int | None,
+        optimum_loss: float | None = None,
+    ) -> TaskData:
+        """A task from a linear-layer model and data split into (train, eval) indices; init from the seed."""
+        train, held_out = split
+        return cls(
+            model=model,
+            param_shapes=param_shapes(model),
+            initial_params=linear_init(model, torch_generator(seed, "init")),
+            x_train=torch.from_numpy(x[train]),
+            y_train=torch.from_numpy(y[train]),
+            x_eval=torch.from_numpy(x[held_out]),
+            y_eval=torch.from_numpy(y[held_out]),
+            n_classes=n_classes,
+            optimum_loss=optimum_loss,
+            loss=loss,
+        )
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named views of a flat parameter vector, in flattening order; works under vmap."""

@@ -12,13 +12,11 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from p2psim.seeding import stream, torch_generator
+from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
     cross_entropy,
-    linear_init,
-    param_shapes,
     register_task,
     require,
     train_eval_split,
@@ -66,15 +64,4 @@ class DigitsMLP(Task):
         rng = stream(seed, "data")
         train, held_out = train_eval_split(len(labels), self.eval_fraction, rng, labels)
         model = mlp((N_FEATURES, *self.hidden, N_CLASSES))
-        return TaskData(
-            model=model,
-            param_shapes=param_shapes(model),
-            initial_params=linear_init(model, torch_generator(seed, "init")),
-            x_train=torch.from_numpy(x[train]),
-            y_train=torch.from_numpy(labels[train]),
-            x_eval=torch.from_numpy(x[held_out]),
-            y_eval=torch.from_numpy(labels[held_out]),
-            n_classes=N_CLASSES,
-            optimum_loss=None,
-            loss=cross_entropy,
-        )
+        return TaskData.from_split(model, seed, x, labels, (train, held_out), cross_entropy, n_classes=N_CLASSES)

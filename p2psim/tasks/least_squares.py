@@ -14,12 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from p2psim.seeding import stream, torch_generator
+from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
-    linear_init,
-    param_shapes,
     register_task,
     require,
     train_eval_split,
@@ -74,15 +72,4 @@ class LeastSquares(Task):
         w_star = np.linalg.lstsq(x_fit, y_fit, rcond=None)[0]
         optimum_loss = float(0.5 * np.mean((x_fit @ w_star - y_fit) ** 2))
         model = torch.nn.Linear(d, 1, bias=False, device="meta")
-        return TaskData(
-            model=model,
-            param_shapes=param_shapes(model),
-            initial_params=linear_init(model, torch_generator(seed, "init")),
-            x_train=torch.from_numpy(x[train]),
-            y_train=torch.from_numpy(y[train]),
-            x_eval=torch.from_numpy(x[held_out]),
-            y_eval=torch.from_numpy(y[held_out]),
-            n_classes=None,
-            optimum_loss=optimum_loss,
-            loss=half_mse,
-        )
+        return TaskData.from_split(model, seed, x, y, (train, held_out), half_mse, n_classes=None, optimum_loss=optimum_loss)

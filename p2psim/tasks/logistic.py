@@ -13,13 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from p2psim.seeding import stream, torch_generator
+from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
     cross_entropy,
-    linear_init,
-    param_shapes,
     register_task,
     require,
     train_eval_split,
@@ -63,15 +61,4 @@ class Logistic(Task):
         x = (self.class_separation * directions[labels] + noise).astype(np.float32)
         train, held_out = train_eval_split(self.n_samples, self.eval_fraction, rng, labels)
         model = torch.nn.Linear(self.n_features, self.n_classes, device="meta")
-        return TaskData(
-            model=model,
-            param_shapes=param_shapes(model),
-            initial_params=linear_init(model, torch_generator(seed, "init")),
-            x_train=torch.from_numpy(x[train]),
-            y_train=torch.from_numpy(labels[train]),
-            x_eval=torch.from_numpy(x[held_out]),
-            y_eval=torch.from_numpy(labels[held_out]),
-            n_classes=self.n_classes,
-            optimum_loss=None,
-            loss=cross_entropy,
-        )
+        return TaskData.from_split(model, seed, x, labels, (train, held_out), cross_entropy, n_classes=self.n_classes)
