@@ -1,9 +1,8 @@
 """p2psim: peer-to-peer asynchronous distributed gradient descent in virtual time.
 
->>> import p2psim
->>> scenario = p2psim.load_scenario("experiments/scenarios/quickstart.toml")  # doctest: +SKIP
->>> result = p2psim.run(scenario)                                            # doctest: +SKIP
->>> print(result.format_summary())                                            # doctest: +SKIP
+    import p2psim
+    result = p2psim.run("experiments/scenarios/quickstart.toml")
+    print(result.format_summary())
 """
 
 __version__ = "0.1.0"

@@ -14,7 +14,14 @@ import networkx as nx
 import numpy as np
 from .algorithms import IMPLEMENTATIONS, Algorithm
 from .config import ScenarioError
-from .hardware import Device, count_training_flops, load_devices, step_time_s
+from .hardware import (
+    Device,
+    activation_bytes_per_sample,
+    count_training_flops,
+    load_devices,
+    step_time_s,
+    training_memory_bytes,
+)
 from .links import load_link_profiles, rtt_matrix_ms
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, expand_mix
@@ -22,7 +29,7 @@ from .seeding import stream
 from .tasks import Task, TaskData
 from .topology import build_topology, mixing_matrix, spectral_gap
 
-__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "link_catalogue", "model_shape"]
+__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "check_fits", "link_catalogue", "model_shape"]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -170,8 +177,6 @@ def _latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.n
 
 def check_fits(scenario: Scenario) -> None:
     """A model that does not fit a device's memory is an error that says so (DESIGN decision 2)."""
-    from .hardware import activation_bytes_per_sample, training_memory_bytes
-
     task = build_task(scenario.task, scenario.seed)
     if scenario.workload is not None:
         n_params, activations = scenario.workload.params, scenario.workload.activation_bytes_per_sample

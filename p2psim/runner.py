@@ -100,9 +100,6 @@ def run(
 
     With `out`, the result folder is written there. A diverged or stalled run is a
     result, reported in `Result.status`, not an exception.
-
-    >>> result = run("experiments/scenarios/smoke.toml")   # doctest: +SKIP
-    >>> result.status, round(result.summary()["runs"]["p2p"]["accuracy"], 2)  # doctest: +SKIP
     """
     scenario = _as_scenario(scenario)
     infos: dict[str, dict[str, Any]] = {}

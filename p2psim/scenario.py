@@ -13,7 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -349,10 +349,6 @@ class Scenario:
     def hash(self) -> str:
         """Short stable hash of the resolved scenario: names result folders, so sweeps resume."""
         return hashlib.sha256(self.to_toml().encode()).hexdigest()[:12]
-
-    def replace(self, **changes: Any) -> Scenario:
-        """A copy with top-level fields replaced (not re-validated; `run` validates)."""
-        return replace(self, **changes)
 
 
 def _parse_registered(registry: Mapping[str, type], value: Any, path: str) -> Any:

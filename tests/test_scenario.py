@@ -4,6 +4,7 @@ and a scenario survives the trip to TOML and back unchanged (decision 8)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -497,7 +498,7 @@ def test_run_validates_python_objects_before_running(monkeypatch):
     assert caught.value.field == "peers.devices"
     assert "'gtx_9999'" in str(caught.value)
 
-    bad_baseline = _python_scenario({"h100_sxm": 4}).replace(baselines=(BaselineSpec(name="b", device="nope"),))
+    bad_baseline = dataclasses.replace(_python_scenario({"h100_sxm": 4}), baselines=(BaselineSpec(name="b", device="nope"),))
     with pytest.raises(ScenarioError, match=r"baselines\[0\]\.device: unknown device 'nope'"):
         p2psim.run(bad_baseline)
 
