@@ -188,6 +188,9 @@ def expand_mix(mix: Mapping[str, int | float], count: int | None, field_name: st
     return [name for name, c in zip(mix, counts) for _ in range(c)]
 
 
+PARAMETERS = ("degree", "p", "k", "rows", "path", "edges")
+
+
 @dataclass(frozen=True)
 class TopologySpec:
     """The communication graph and its mixing weights."""
@@ -199,6 +202,7 @@ class TopologySpec:
     k: int | None = None
     rows: int | None = None
     path: str | None = None
+    edges: tuple[tuple[int | float, ...], ...] | None = None  # kind = "edges": [u, v] or [u, v, latency_ms]
 
     def __post_init__(self) -> None:
         from .topology import TOPOLOGY_PARAMS
@@ -207,7 +211,7 @@ class TopologySpec:
         _one_of(self.kind, kinds, "kind", "topology ")
         _one_of(self.mixing, MIXING_RULES, "mixing", "mixing rule ")
         allowed = TOPOLOGY_PARAMS[self.kind]
-        for name in ("degree", "p", "k", "rows", "path"):
+        for name in PARAMETERS:
             if getattr(self, name) is not None and name not in allowed:
                 raise ScenarioError(name, f"is not a parameter of kind {self.kind!r} (allowed: {', '.join(allowed) or 'none'})")
         if self.p is not None:
@@ -215,7 +219,14 @@ class TopologySpec:
 
     def params(self) -> dict[str, Any]:
         """The builder's keyword arguments."""
-        return {n: getattr(self, n) for n in ("degree", "p", "k", "rows", "path") if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in PARAMETERS if getattr(self, n) is not None}
+
+    @classmethod
+    def from_networkx(cls, graph: Any, mixing: str = "metropolis") -> TopologySpec:
+        """Any undirected networkx graph, held inline (kind "edges") so the scenario stays a file."""
+        from .topology import edges_of
+
+        return cls(kind="edges", mixing=mixing, edges=tuple(tuple(edge) for edge in edges_of(graph)))
 
 
 @dataclass(frozen=True)

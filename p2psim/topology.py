@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import networkx as nx
@@ -29,9 +29,11 @@ __all__ = [
     "Seed",
     "build_topology",
     "complete",
+    "edges_of",
     "erdos_renyi",
     "exponential",
     "from_edge_list",
+    "from_edges",
     "from_networkx",
     "hypercube",
     "mixing_matrix",
@@ -262,20 +264,49 @@ def from_edge_list(path: str | Path, n: int | None = None) -> nx.Graph:
         if not rows:
             raise ValueError(f"{path}: no edges, so n must be given")
         n = 1 + max(max(u, v) for u, v, _ in rows)
+    return _graph_from_rows(rows, n, str(path))
+
+
+def from_edges(n: int, edges: Sequence[Sequence[float]]) -> nx.Graph:
+    """Graph on 0..n-1 from rows ``[u, v]`` or ``[u, v, latency_ms]``, as a scenario holds them inline.
+
+    `edges_of` turns any networkx graph into such rows.
+
+    >>> from_edges(3, [[0, 1], [1, 2]]).number_of_edges()
+    2
+    """
+    rows = [_parse_edge_line(" ".join(map(str, edge)), f"edges[{i}]") for i, edge in enumerate(edges)]
+    return _graph_from_rows(rows, n, "edges")
+
+
+def _graph_from_rows(rows: list[tuple[int, int, float | None]], n: int, where: str) -> nx.Graph:
     n = _check_n(n)
     if len({latency is None for _, _, latency in rows}) > 1:
-        raise ValueError(f"{path}: give latency_ms on every edge or on none")
+        raise ValueError(f"{where}: give latency_ms on every edge or on none")
     graph = nx.Graph()
     graph.add_nodes_from(range(n))
     for u, v, latency_ms in rows:
         if not (0 <= u < n and 0 <= v < n):
-            raise ValueError(f"{path}: edge ({u}, {v}) names a node outside 0..{n - 1}")
+            raise ValueError(f"{where}: edge ({u}, {v}) names a node outside 0..{n - 1}")
         if u == v:
-            raise ValueError(f"{path}: self-loop on node {u}")
+            raise ValueError(f"{where}: self-loop on node {u}")
         if graph.has_edge(u, v):
-            raise ValueError(f"{path}: edge ({u}, {v}) listed twice")
+            raise ValueError(f"{where}: edge ({u}, {v}) listed twice")
         graph.add_edge(u, v, **({} if latency_ms is None else {"latency_ms": latency_ms}))
     return graph
+
+
+def edges_of(graph: nx.Graph) -> list[list[float]]:
+    """Rows ``[u, v]`` (or ``[u, v, latency_ms]``) of any undirected simple networkx graph, relabelled 0..n-1.
+
+    >>> edges_of(nx.path_graph(["a", "b", "c"]))
+    [[0, 1], [1, 2]]
+    """
+    relabelled = from_networkx(graph)
+    return [
+        [u, v, data["latency_ms"]] if "latency_ms" in data else [u, v]
+        for u, v, data in sorted(relabelled.edges(data=True))
+    ]
 
 
 def from_networkx(graph: nx.Graph) -> nx.Graph:
@@ -317,6 +348,7 @@ TOPOLOGY_PARAMS: dict[str, tuple[str, ...]] = {
         for kind, builder in BUILDERS.items()
     },
     "edge_list": ("path",),
+    "edges": ("edges",),
 }
 
 
@@ -336,6 +368,10 @@ def build_topology(kind: str, n: int, seed: Seed = None, **params: object) -> nx
         if "path" not in params:
             raise ValueError("topology 'edge_list': missing parameter 'path'")
         return from_edge_list(params["path"], n)
+    if kind == "edges":
+        if "edges" not in params:
+            raise ValueError("topology 'edges': missing parameter 'edges'")
+        return from_edges(n, params["edges"])
     builder = BUILDERS[kind]
     signature = inspect.signature(builder)
     missing = [

@@ -14,9 +14,11 @@ from p2psim.topology import (
     TOPOLOGY_PARAMS,
     build_topology,
     complete,
+    edges_of,
     erdos_renyi,
     exponential,
     from_edge_list,
+    from_edges,
     from_networkx,
     hypercube,
     mixing_matrix,
@@ -48,7 +50,7 @@ def degrees(graph: nx.Graph) -> set[int]:
 
 def test_examples_cover_every_builder():
     assert set(EXAMPLES) == set(BUILDERS)
-    assert set(TOPOLOGY_PARAMS) == set(BUILDERS) | {"edge_list"}
+    assert set(TOPOLOGY_PARAMS) == set(BUILDERS) | {"edge_list", "edges"}
 
 
 # --- spectral gaps from closed forms ---------------------------------------------------
@@ -276,3 +278,39 @@ def test_errors(call, match):
 
 def test_module_exports_exist():
     assert all(hasattr(topology, name) for name in topology.__all__)
+
+
+def test_any_networkx_graph_can_be_held_inline_in_a_scenario():
+    import tomllib
+
+    import p2psim
+    from p2psim.build import build_run
+    from p2psim.scenario import TopologySpec
+
+    petersen = nx.petersen_graph()
+    spec = TopologySpec.from_networkx(petersen)
+    assert spec.kind == "edges" and len(spec.edges) == 15
+    data = {
+        "task": {"name": "least_squares", "n_samples": 200, "n_features": 3},
+        "peers": {"devices": {"rtx_4090": 10}, "links": {"fibre": 10}},
+        "topology": {"kind": "edges", "edges": [list(edge) for edge in spec.edges]},
+        "algorithm": {"name": "adpsgd", "lr": 0.1},
+        "stop": {"steps": 10},
+        "metrics": {"eval_interval_s": 1.0},
+    }
+    scenario = p2psim.Scenario.from_dict(data)
+    assert p2psim.Scenario.from_dict(tomllib.loads(scenario.to_toml())) == scenario
+    built = build_run(scenario)
+    assert nx.is_isomorphic(built.graph, petersen)
+    # The Petersen graph is 3-regular with adjacency eigenvalues 3, 1, -2: Metropolis W = (I + A) / 4.
+    assert built.spectral_gap == pytest.approx(1 - 2 / 4)
+
+
+def test_edge_rows_carry_latency_and_reject_bad_rows():
+    graph = from_edges(3, [[0, 1, 12.5], [1, 2, 3.0]])
+    assert graph.edges[0, 1]["latency_ms"] == 12.5
+    assert edges_of(graph) == [[0, 1, 12.5], [1, 2, 3.0]]
+    with pytest.raises(ValueError, match="self-loop"):
+        from_edges(3, [[1, 1]])
+    with pytest.raises(ValueError, match="outside"):
+        from_edges(3, [[0, 5]])
