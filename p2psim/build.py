@@ -13,15 +13,7 @@ from typing import Callable
 import networkx as nx
 import numpy as np
 from .algorithms import IMPLEMENTATIONS, Algorithm
-from .config import ScenarioError
-from .hardware import (
-    Device,
-    activation_bytes_per_sample,
-    count_training_flops,
-    load_devices,
-    step_time_s,
-    training_memory_bytes,
-)
+from .hardware import Device, count_training_flops, load_devices, step_time_s
 from .links import load_link_profiles, rtt_matrix_ms
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, expand_mix
@@ -29,7 +21,7 @@ from .seeding import stream
 from .tasks import Task, TaskData
 from .topology import build_topology, mixing_matrix, spectral_gap
 
-__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "check_fits", "link_catalogue", "model_shape"]
+__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "link_catalogue", "model_shape"]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -174,29 +166,3 @@ def _latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.n
 
     return latency_s
 
-
-def check_fits(scenario: Scenario) -> None:
-    """A model that does not fit a device's memory is an error that says so (DESIGN decision 2)."""
-    task = build_task(scenario.task, scenario.seed)
-    if scenario.workload is not None:
-        n_params, activations = scenario.workload.params, scenario.workload.activation_bytes_per_sample
-    else:
-        n_params = task.n_params
-        x = task.x_train[:1]
-        activations = activation_bytes_per_sample(task.model, task.unflatten(task.initial_params.clone()), x)
-    element = bytes_per_element(scenario.peers.precision)
-    catalogue = load_devices()
-    uses = [("peers.devices", name, scenario.data.batch_size) for name in scenario.peers.devices]
-    global_batch = scenario.data.batch_size * scenario.peers.count
-    for i, baseline in enumerate(scenario.baselines):
-        uses.append((f"baselines[{i}].device", baseline.device, max(1, global_batch // baseline.count)))
-    for field, name, batch in uses:
-        device = catalogue[name]
-        need = training_memory_bytes(n_params, element, batch, activations)
-        if need > device.memory_gb * 1e9:
-            raise ScenarioError(
-                field,
-                f"the model does not fit device {name!r}: training needs {need / 1e9:.3g} GB "
-                f"({n_params:.3g} params x {element} B x 3 + batch {batch} x activations), "
-                f"the device has {device.memory_gb:g} GB",
-            )

@@ -1,6 +1,7 @@
 """`p2psim run | plot | devices | validate`: a thin wrapper over the Python API.
 
-Bad input ends with one clear message on stderr and exit status 2, never a traceback.
+Bad input ends with one clear message on stderr and exit status 2, never a traceback; a
+crash inside the simulation (`SimulationError`) ends with one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -120,16 +121,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matplotlib.use("Agg")  # figures go to files; no display is needed or assumed
     from .config import ScenarioError
+    from .engine import SimulationError
 
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
     except ScenarioError as error:
-        print(f"p2psim: invalid scenario: {error}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as error:
-        print(f"p2psim: {error}", file=sys.stderr)
-        return 2
+        return _fail(f"invalid scenario: {error}", 2)
+    except SimulationError as error:  # a crash inside an algorithm: a bug, not bad input
+        return _fail(f"simulation failed: {error}", 1)
+    except (ValueError, OSError) as error:  # bad input outside a scenario: a missing file, an absent metric
+        return _fail(str(error), 2)
+
+
+def _fail(message: str, status: int) -> int:
+    """Print `message` as one line on stderr; return the exit status."""
+    print("p2psim: " + " ".join(line.strip() for line in message.splitlines()), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,22 +38,44 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+def _either(errors: list[ScenarioError]) -> ScenarioError:
+    """One error for a value that no option of a union accepts, at the deepest field any option reached.
+
+    >>> _either([ScenarioError("x", "must be an integer, got True (bool)"),
+    ...          ScenarioError("x", "must be a number, got True (bool)")])
+    ScenarioError('x: must be an integer or a number, got True (bool)')
+    """
+    depth = max(len(error.field) for error in errors)
+    reasons = list(dict.fromkeys(error.reason for error in errors if len(error.field) == depth))
+    field = next(error.field for error in errors if len(error.field) == depth)
+    suffixes = {reason.rpartition(", got ")[2] for reason in reasons}
+    if len(reasons) > 1 and len(suffixes) == 1 and all(r.startswith("must be ") and ", got " in r for r in reasons):
+        kinds = [reason[len("must be ") :].rpartition(", got ")[0] for reason in reasons]
+        return ScenarioError(field, f"must be {' or '.join(kinds)}, got {suffixes.pop()}")
+    return ScenarioError(field, " or ".join(reasons))
+
+
 def _parse_value(annotation: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if annotation is Any or (isinstance(annotation, type) and isinstance(value, annotation)):
+    if annotation is Any:
+        return value
+    # bool is a subclass of int, but `true` is not a count: only a bool annotation takes it as is
+    if isinstance(annotation, type) and isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool)):
         return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error, with its full field path
+            return _parse_value(options[0], value, path)
         errors = []
         for option in options:
             try:
                 return _parse_value(option, value, path)
             except ScenarioError as error:
-                errors.append(error.reason)
-        raise ScenarioError(path, " or ".join(dict.fromkeys(errors)))
+                errors.append(error)
+        raise _either(errors)
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value

@@ -68,6 +68,7 @@ class RunOutcome:
     history: list[dict[str, float]]
     peers: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
+    utilisation: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (time_s, per-peer computing fraction)
 
 
 class World:
@@ -110,11 +111,13 @@ class World:
 
         self.steps = 0
         self.samples = 0
+        self.gradients_computed = 0
         self.peer_steps = np.zeros(self.n_peers, dtype=np.int64)
         self.peer_staleness = np.zeros(self.n_peers)
         self.peer_consumed = np.zeros(self.n_peers, dtype=np.int64)
         self.batch_sizes: list[int] = []
         self.history: list[dict[str, float]] = []
+        self.utilisation: list[tuple[float, np.ndarray]] = []
         self.status = "running"
         self.info: dict[str, Any] = {}
         self._window = _Window()
@@ -154,7 +157,11 @@ class World:
         self.network.send(src, dst, nbytes, lambda: self._deliver(message))
 
     def consume(self, job: GradientJob) -> torch.Tensor:
-        """The job's gradient, recording its staleness (updates to the row since the snapshot)."""
+        """The job's gradient, to be applied now: counts its step and samples, and its staleness
+        (updates to the row since the snapshot). Stopping rules count consumed gradients."""
+        self.steps += 1
+        self.samples += len(job.batch)
+        self.peer_steps[job.peer] += 1
         staleness = int(self._versions[job.peer]) - job.version
         self.peer_staleness[job.peer] += staleness
         self.peer_consumed[job.peer] += 1
@@ -189,16 +196,13 @@ class World:
         peer = job.peer
         self._computing[peer] = False
         self._busy_total[peer] += self.now - job.started_at
-        self.steps += 1
-        self.samples += self._batch_size
-        self.peer_steps[peer] += 1
+        self.gradients_computed += 1
         self._window.train_loss += job.loss
         self._window.computed += 1
         if not job.finite:
             self._diverge([peer], "non-finite gradient")
             return
         self._call(peer, "on_gradient", job)
-        self._check_budget()
 
     def _evaluate(self, due: GradientJob) -> None:
         """Evaluate the due job, and with it every pending job when batching (DESIGN decision 5)."""
@@ -229,6 +233,7 @@ class World:
     def _call(self, peer: int, hook: str, argument: Any) -> None:
         try:
             getattr(self.algorithm, hook)(argument)
+            self._check_budget()
         except SimulationError:
             raise
         except Exception as error:
@@ -287,7 +292,8 @@ class World:
         mean_distance, max_distance = consensus_distance(self.params)
         busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
         elapsed = self.now - self._last_time
-        computing = float(np.mean(busy - self._last_busy) / elapsed) if elapsed > 0 else 0.0
+        per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
+        computing = float(per_peer.mean())
         window = self._window
         row = {
             "time_s": self.now,
@@ -311,6 +317,7 @@ class World:
         if self.setup.task.n_classes is None:
             del row["accuracy"], row["peers_accuracy"]
         self.history.append(row)
+        self.utilisation.append((self.now, per_peer))
         self._window = _Window()
         self._last_busy = busy
         self._last_time = self.now
@@ -350,7 +357,8 @@ class World:
             self._record()
         if self.status == "stalled":
             self._record()
-        return RunOutcome(self.history, self._peer_rows(), self._facts(time.perf_counter() - wall_start))
+        facts = self._facts(time.perf_counter() - wall_start)
+        return RunOutcome(self.history, self._peer_rows(), facts, self.utilisation)
 
     def _facts(self, wall_s: float) -> dict[str, Any]:
         sizes = np.asarray(self.batch_sizes) if self.batch_sizes else np.zeros(1)
@@ -361,9 +369,11 @@ class World:
             "samples": self.samples,
             "steps": self.steps,
             "wall_s": wall_s,
+            "gradients_computed": self.gradients_computed,
             "gradient_evaluations": len(self.batch_sizes),
             "mean_gradient_batch": float(sizes.mean()),
             "max_gradient_batch": int(sizes.max()),
+            "torch_threads": torch.get_num_threads(),
             "messages": int(self.network.messages_sent),
         }
 

@@ -238,7 +238,15 @@ def training_memory_bytes(
 
 
 def format_device_table(devices: Mapping[str, Device] | None = None) -> str:
-    """Plain-text aligned table of devices (the catalogue by default), for `p2psim devices`."""
+    """Plain-text aligned table of devices (the catalogue by default), for `p2psim devices`.
+
+    Below the table, after a blank line, one line ``ID: reference`` for each source id
+    the table uses, in the order of the catalogue's [sources] table.
+
+    >>> lines = format_device_table({"t4": load_devices()["t4"]}).splitlines()
+    >>> lines[1].split()[-3:], lines[2], lines[3]
+    (['D6,', 'A1,', 'U1'], '', 'D6: NVIDIA T4: https://www.nvidia.com/en-us/data-center/tesla-t4/')
+    """
     if devices is None:
         devices = load_devices()
     header = ("name", "label", "year", "fp32 TFLOPS", "fp16 TFLOPS", "memory GB", "power W", "utilisation", "sources")
@@ -262,7 +270,9 @@ def format_device_table(devices: Mapping[str, Device] | None = None) -> str:
         "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
         for row in rows
     ]
-    return "\n".join(line.rstrip() for line in lines)
+    used = {source for d in devices.values() for source in d.sources}
+    references = [f"{key}: {text}" for key, text in device_sources().items() if key in used]
+    return "\n".join([line.rstrip() for line in lines] + [""] + references)
 
 
 def step_time_factor(rng: np.random.Generator, distribution: str, jitter: float) -> float:

@@ -20,7 +20,8 @@ def consensus_distance(params: torch.Tensor) -> tuple[float, float]:
     >>> consensus_distance(torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
     (1.0, 1.0)
     """
-    deviation = params - params.mean(dim=0, keepdim=True)
+    rows = params.double()  # exact zero for equal rows: a float64 mean of float32 copies is exact
+    deviation = rows - rows.mean(dim=0, keepdim=True)
     squared = deviation.pow(2).sum(dim=1)
     return float(squared.mean()), float(squared.max())
 

@@ -44,7 +44,9 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
     main = main[main["time_s"] > 0]  # at t = 0 all peers are equal: zero has no place on a log axis
     right.plot(main["time_s"] / scale, main["consensus_distance"], label="mean over peers")
     right.plot(main["time_s"] / scale, main["consensus_distance_max"], label="max over peers", linestyle=":")
-    right.set_yscale("log")
+    distances = main[["consensus_distance", "consensus_distance_max"]].to_numpy()
+    if (distances > 0).any():  # one peer, or all peers equal, has only zeros: a log axis would warn
+        right.set_yscale("log")
     right.set_xlabel(label)
     right.set_ylabel("consensus distance  ||x_i - mean x||^2")
     right.legend(fontsize=8)

@@ -2,14 +2,16 @@
 
 Saved as a folder: ``scenario.toml`` (resolved), ``manifest.json`` (versions, git commit,
 platform, seed, status of the run and of each baseline), ``history.csv`` (one row per
-recording tick and run; the ``run`` column names it) and ``peers.csv``.
+recording tick and run; the ``run`` column names it), ``peers.csv`` (one row per peer of
+the peer-to-peer run) and ``utilisation.csv`` (each peer's computing fraction over each
+recording interval, one row per tick, run and peer).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from .scenario import Scenario, load_scenario
 __all__ = ["MAIN_RUN", "Result"]
 
 MAIN_RUN = "p2p"
+UTILISATION_COLUMNS = ["run", "time_s", "peer", "computing_fraction"]
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Result:
     history: pd.DataFrame
     peers: pd.DataFrame
     manifest: dict[str, Any]
+    utilisation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UTILISATION_COLUMNS))
 
     @property
     def status(self) -> str:
@@ -53,6 +57,7 @@ class Result:
         self.scenario.save(directory / "scenario.toml")
         self.history.to_csv(directory / "history.csv", index=False)
         self.peers.to_csv(directory / "peers.csv", index=False)
+        self.utilisation.to_csv(directory / "utilisation.csv", index=False)
         (directory / "manifest.json").write_text(json.dumps(_jsonable(self.manifest), indent=2, sort_keys=True) + "\n")
         return directory
 
@@ -67,6 +72,7 @@ class Result:
             history=pd.read_csv(directory / "history.csv"),
             peers=pd.read_csv(directory / "peers.csv"),
             manifest=json.loads((directory / "manifest.json").read_text()),
+            utilisation=pd.read_csv(directory / "utilisation.csv"),
         )
 
     def time_to_accuracy(self, target: float, run: str = MAIN_RUN) -> float:
@@ -91,6 +97,7 @@ class Result:
                 "status": facts["status"],
                 "sim_time_s": facts["sim_time_s"],
                 "samples": facts["samples"],
+                "recorded_at_s": float(last["time_s"]) if last is not None else math.nan,
                 "loss": float(last["loss"]) if last is not None else math.nan,
                 "bytes_sent": float(last["bytes_sent"]) if last is not None else math.nan,
                 "consensus_distance": float(last["consensus_distance"]) if last is not None else math.nan,
@@ -116,6 +123,8 @@ class Result:
             lines.append(f"timings: {workload}")
         for run, entry in summary["runs"].items():
             text = f"{run:>16}: {entry['status']:<8} t={_duration(entry['sim_time_s']):>9}  samples={entry['samples']:<8}"
+            if entry["recorded_at_s"] != entry["sim_time_s"]:
+                text += f" last record at t={_duration(entry['recorded_at_s'])}:"
             text += f" loss={entry['loss']:.4f}"
             if "accuracy" in entry:
                 text += f" acc={entry['accuracy']:.3f}"

@@ -7,22 +7,18 @@ the same engine (DESIGN decision 7).
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import __version__
 from .algorithms.allreduce import AllReduceConfig
 from .build import build_run, model_shape
 from .engine import simulate
+from .provenance import manifest
 from .result import MAIN_RUN, Result
 from .scenario import (
     BaselineSpec,
@@ -36,7 +32,7 @@ from .scenario import (
 )
 from .validation import validate_scenario
 
-__all__ = ["Progress", "baseline_scenario", "run"]
+__all__ = ["Progress", "baseline_scenario", "run", "timing_source"]
 
 Progress = Callable[[str, float, float], None]
 """Called as progress(run_name, sim_time_s, fraction_done) at each recording tick."""
@@ -68,7 +64,7 @@ def baseline_scenario(scenario: Scenario, baseline: BaselineSpec, samples: int) 
             jitter=peers.jitter,
         ),
         network=scenario.network,
-        topology=TopologySpec(kind="ring" if count > 2 else "complete"),
+        topology=TopologySpec(kind="complete"),  # all-reduce averages exactly: spectral gap 1
         algorithm=AllReduceConfig(lr=baseline.lr if baseline.lr is not None else scenario.algorithm.lr),
         stop=StopSpec(samples=max(1, samples)),
         metrics=MetricsSpec(
@@ -102,28 +98,35 @@ def run(
     result, reported in `Result.status`, not an exception.
     """
     scenario = _as_scenario(scenario)
-    infos: dict[str, dict[str, Any]] = {}
-    tables = []
-    info, table, peers = _simulate(MAIN_RUN, scenario, progress)
-    infos[MAIN_RUN], budget = info, info["samples"]
-    tables.append(table)
+    records = [_simulate(MAIN_RUN, scenario, progress)]
+    budget = records[0].info["samples"]
     for spec in scenario.baselines if baselines else ():
-        info, table, _ = _simulate(spec.name, baseline_scenario(scenario, spec, budget), progress)
-        infos[spec.name] = info
-        tables.append(table)
+        records.append(_simulate(spec.name, baseline_scenario(scenario, spec, budget), progress))
     result = Result(
         scenario=scenario,
-        history=pd.concat(tables, ignore_index=True),
-        peers=peers,
-        manifest=_manifest(scenario, infos),
+        history=pd.concat([r.history for r in records], ignore_index=True),
+        peers=records[0].peers,
+        manifest=manifest(scenario, {r.name: r.info for r in records}, timing_source(scenario)),
+        utilisation=pd.concat([r.utilisation for r in records], ignore_index=True),
     )
     if out is not None:
         result.save(out)
     return result
 
 
-def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """One run through the engine: its facts, its history (with a `run` column) and its peers."""
+@dataclass
+class _Record:
+    """One run's outputs as tables, named."""
+
+    name: str
+    info: dict[str, Any]
+    history: pd.DataFrame
+    peers: pd.DataFrame
+    utilisation: pd.DataFrame
+
+
+def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> _Record:
+    """One run through the engine, its outputs as tables with a `run` column."""
     setup = build_run(scenario)
     report = None if progress is None else (lambda time_s, fraction: progress(name, time_s, fraction))
     outcome = simulate(setup, report)
@@ -134,9 +137,17 @@ def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> tuple
         "flops_per_step": setup.flops_per_step,
         "devices": sorted({d.name for d in setup.devices}),
     }
-    table = pd.DataFrame(outcome.history)
-    table.insert(0, "run", name)
-    return info, table, pd.DataFrame(outcome.peers)
+    history = pd.DataFrame(outcome.history)
+    history.insert(0, "run", name)
+    utilisation = pd.DataFrame(
+        {
+            "run": name,
+            "time_s": np.repeat([t for t, _ in outcome.utilisation], setup.n_peers),
+            "peer": np.tile(np.arange(setup.n_peers), len(outcome.utilisation)),
+            "computing_fraction": np.concatenate([u for _, u in outcome.utilisation]) if outcome.utilisation else [],
+        }
+    )
+    return _Record(name, info, history, pd.DataFrame(outcome.peers), utilisation)
 
 
 def timing_source(scenario: Scenario) -> str:
@@ -150,37 +161,3 @@ def timing_source(scenario: Scenario) -> str:
             f"numerics from task {scenario.task.name!r}"
         )
     return f"from task {scenario.task.name!r} itself ({n_params:.3g} params, {flops / batch:.3g} FLOP/sample)"
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _manifest(scenario: Scenario, runs: dict[str, dict]) -> dict[str, Any]:
-    import networkx
-    import simpy
-
-    status = _git("status", "--porcelain")
-    return {
-        "p2psim": __version__,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "simpy": simpy.__version__,
-        "networkx": networkx.__version__,
-        "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "seed": scenario.seed,
-        "scenario_hash": scenario.hash(),
-        "timing_source": timing_source(scenario),
-        "runs": runs,
-    }

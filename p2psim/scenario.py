@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -26,7 +27,10 @@ import tomli_w
 
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .config import ScenarioError, parse_dataclass, to_plain
+from .hardware import PRECISIONS
+from .partition import PARTITIONS
 from .tasks import TASKS, Task
+from .topology import MIXING_RULES, TOPOLOGY_PARAMS, edges_of
 
 __all__ = [
     "BaselineSpec",
@@ -45,10 +49,7 @@ __all__ = [
     "load_scenario",
 ]
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
-PARTITIONS = ("iid", "dirichlet", "k_labels")
-MIXING_RULES = ("metropolis", "uniform")
 
 
 def _require(condition: bool, field_name: str, message: str) -> None:
@@ -166,6 +167,12 @@ def expand_mix(mix: Mapping[str, int | float], count: int | None, field_name: st
     ['a', 'a', 'b', 'c']
     """
     _require(len(mix) > 0, field_name, "must name at least one entry")
+    for name, v in mix.items():
+        _require(
+            isinstance(v, (int, float)) and not isinstance(v, bool),
+            f"{field_name}.{name}",
+            f"must be a count (integer) or a fraction (number), got {v!r} ({type(v).__name__})",
+        )
     values = list(mix.values())
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         for name, v in mix.items():
@@ -201,12 +208,10 @@ class TopologySpec:
     p: float | None = None
     k: int | None = None
     rows: int | None = None
-    path: str | None = None
+    path: str | None = None  # kind = "edge_list"; stored absolute (a file's own relative path: from its folder)
     edges: tuple[tuple[int | float, ...], ...] | None = None  # kind = "edges": [u, v] or [u, v, latency_ms]
 
     def __post_init__(self) -> None:
-        from .topology import TOPOLOGY_PARAMS
-
         kinds = list(TOPOLOGY_PARAMS)
         _one_of(self.kind, kinds, "kind", "topology ")
         _one_of(self.mixing, MIXING_RULES, "mixing", "mixing rule ")
@@ -216,6 +221,9 @@ class TopologySpec:
                 raise ScenarioError(name, f"is not a parameter of kind {self.kind!r} (allowed: {', '.join(allowed) or 'none'})")
         if self.p is not None:
             _require(0 <= self.p <= 1, "p", f"must be in [0, 1], got {self.p!r}")
+        if self.path is not None:
+            # absolute, so that a saved scenario (a result folder) reloads from any working directory
+            object.__setattr__(self, "path", os.path.abspath(self.path))
 
     def params(self) -> dict[str, Any]:
         """The builder's keyword arguments."""
@@ -224,8 +232,6 @@ class TopologySpec:
     @classmethod
     def from_networkx(cls, graph: Any, mixing: str = "metropolis") -> TopologySpec:
         """Any undirected networkx graph, held inline (kind "edges") so the scenario stays a file."""
-        from .topology import edges_of
-
         return cls(kind="edges", mixing=mixing, edges=tuple(tuple(edge) for edge in edges_of(graph)))
 
 
@@ -319,6 +325,10 @@ class Scenario:
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
 
+    def __post_init__(self) -> None:
+        # numpy's SeedSequence, which derives every random stream, takes non-negative integers only
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Scenario:
         """Parse and (by default) validate a scenario given as nested dicts, as in its TOML file."""
@@ -396,7 +406,11 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """Read, override and validate a scenario TOML file."""
+    """Read, override and validate a scenario TOML file.
+
+    A relative `topology.path` in the file is relative to the file's folder; one given in
+    `overrides` is relative to the working directory. Both are stored absolute.
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -406,6 +420,9 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         raise ScenarioError("", f"cannot read scenario file {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError("", f"{path} is not valid TOML: {error}") from None
+    topology = data.get("topology")
+    if isinstance(topology, dict) and isinstance(topology.get("path"), str):
+        topology["path"] = os.path.join(os.path.dirname(os.path.abspath(path)), topology["path"])
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return Scenario.from_dict(data)

@@ -1,6 +1,8 @@
 """Checks that need the catalogues, the task or the graph: run before anything simulates.
 
-Each failure is one `ScenarioError` naming the field, the bad value and what is allowed
+`validate_scenario` builds every piece of a run that can fail (the task's data, its
+partition among peers, the graph), so that a scenario it accepts also builds. Each
+failure is one `ScenarioError` naming the field, the bad value and what is allowed
 (DESIGN decision 9).
 """
 
@@ -9,15 +11,17 @@ from __future__ import annotations
 import networkx as nx
 
 from .algorithms import IMPLEMENTATIONS
-from .build import build_task, check_fits, link_catalogue
+from .build import build_task, bytes_per_element, link_catalogue
 from .config import ScenarioError
-from .hardware import load_devices
+from .hardware import activation_bytes_per_sample, load_devices, training_memory_bytes
 from .links import load_regions
+from .partition import make_partition
 from .scenario import Scenario
 from .seeding import stream
+from .tasks import TaskData
 from .topology import build_topology
 
-__all__ = ["validate_scenario"]
+__all__ = ["check_fits", "validate_scenario"]
 
 
 def _known(names, allowed, field: str, what: str) -> None:
@@ -43,7 +47,7 @@ def validate_scenario(scenario: Scenario) -> None:
         if names.count(baseline.name) > 1:
             raise ScenarioError(f"baselines[{i}].name", f"{baseline.name!r} is used twice")
 
-    task = build_task(scenario.task, scenario.seed)
+    task = _built_task(scenario)
     if scenario.data.partition != "iid" and task.n_classes is None:
         raise ScenarioError(
             "data.partition",
@@ -52,17 +56,93 @@ def validate_scenario(scenario: Scenario) -> None:
         )
     if peers.count > len(task.y_train):
         raise ScenarioError("peers.count", f"{peers.count} peers but only {len(task.y_train)} training samples")
+    _check_partition(scenario, task)
+    _check_topology(scenario)
+    check_fits(scenario)
 
-    topology = scenario.topology
+
+def _built_task(scenario: Scenario) -> TaskData:
+    """The task's data, or a `ScenarioError` on field "task" saying why it cannot be built."""
     try:
-        graph = build_topology(topology.kind, peers.count, seed=stream(scenario.seed, "topology"), **topology.params())
+        return build_task(scenario.task, scenario.seed)
+    except ScenarioError as error:
+        raise error.within("task") from None
+    except (ValueError, OSError) as error:
+        raise ScenarioError("task", f"task {scenario.task.name!r} cannot be built: {error}") from None
+
+
+def _check_partition(scenario: Scenario, task: TaskData) -> None:
+    """Split the training set as `build.build_run` does, so that a split that cannot be made fails here."""
+    data, n = scenario.data, scenario.peers.count
+    if data.partition == "k_labels" and data.labels_per_peer > task.n_classes:
+        raise ScenarioError(
+            "data.labels_per_peer",
+            f"must be <= {task.n_classes} (the number of labels of task {scenario.task.name!r}), "
+            f"got {data.labels_per_peer!r}",
+        )
+    labels = task.y_train.numpy() if task.n_classes is not None else None
+    try:
+        make_partition(
+            data.partition, labels, len(task.y_train), n, stream(scenario.seed, "partition"),
+            alpha=data.alpha, k=data.labels_per_peer,
+        )
+    except ValueError as error:
+        raise ScenarioError(
+            "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"
+        ) from None
+
+
+def _check_topology(scenario: Scenario) -> None:
+    """Build the graph as `build.build_run` does; a disconnected one fails if the algorithm needs it connected."""
+    topology, n = scenario.topology, scenario.peers.count
+    field = "topology.path" if topology.kind == "edge_list" else "topology"  # there, the file is what is wrong
+    try:
+        graph = build_topology(topology.kind, n, seed=stream(scenario.seed, "topology"), **topology.params())
+    except OSError as error:
+        raise ScenarioError(field, f"cannot read edge list {topology.path!r}: {error.strerror or error}") from None
     except (ValueError, nx.NetworkXError) as error:
-        raise ScenarioError("topology", str(error)) from None
+        raise ScenarioError(field, str(error)) from None
     if IMPLEMENTATIONS[scenario.algorithm.name].needs_connected_graph and not nx.is_connected(graph):
         components = nx.number_connected_components(graph)
         raise ScenarioError(
             "topology",
-            f"the {topology.kind} graph over {peers.count} peers is disconnected ({components} components); "
+            f"the {topology.kind} graph over {n} peers is disconnected ({components} components); "
             f"algorithm {scenario.algorithm.name!r} needs a connected graph",
         )
-    check_fits(scenario)
+
+
+def check_fits(scenario: Scenario) -> None:
+    """A model that does not fit a device's memory is an error that says so (DESIGN decision 2).
+
+    A peer needs its weights, their gradient and one received model copy
+    (3 x params x bytes per element) plus the activations of its whole local batch.
+    A centralized baseline whose per-device batch's activations do not fit accumulates
+    gradients over micro-batches instead: the same FLOPs, so the same modelled step
+    time. A baseline therefore fails only if the three parameter-sized tensors plus
+    one sample's activations do not fit.
+    """
+    task = build_task(scenario.task, scenario.seed)
+    if scenario.workload is not None:
+        n_params, activations = scenario.workload.params, scenario.workload.activation_bytes_per_sample
+    else:
+        n_params = task.n_params
+        x = task.x_train[:1]
+        activations = activation_bytes_per_sample(task.model, task.unflatten(task.initial_params.clone()), x)
+    element = bytes_per_element(scenario.peers.precision)
+    catalogue = load_devices()
+    batch = scenario.data.batch_size
+    uses = [("peers.devices", name, batch, f"batch {batch} x activations") for name in scenario.peers.devices]
+    for i, baseline in enumerate(scenario.baselines):
+        uses.append(
+            (f"baselines[{i}].device", baseline.device, 1,
+             "one sample's activations: a baseline accumulates gradients over micro-batches")
+        )
+    for field, name, samples, what in uses:
+        device = catalogue[name]
+        need = training_memory_bytes(n_params, element, samples, activations)
+        if need > device.memory_gb * 1e9:
+            raise ScenarioError(
+                field,
+                f"the model does not fit device {name!r}: training needs {need / 1e9:.3g} GB "
+                f"({n_params:.3g} params x {element} B x 3 + {what}), the device has {device.memory_gb:g} GB",
+            )

@@ -9,14 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
 import p2psim
 from p2psim.cli import main
-from p2psim.hardware import load_devices
+from p2psim.hardware import device_sources, load_devices
+from p2psim.plots import figure_for, plot_result
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -191,14 +194,83 @@ def test_plot_of_non_result_folder_exits_2(tmp_path, capsys):
     assert "no manifest.json" in _one_line(capsys.readouterr().err)
 
 
-def test_devices_table(capsys):
+def test_devices_table_then_its_sources(capsys):
     assert main(["devices"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
+    table, references = capsys.readouterr().out.rstrip("\n").split("\n\n")
+    lines = table.splitlines()
     assert lines[0].split()[0] == "name"
-    first_column = [line.split()[0] for line in lines[1:] if line.strip()]
+    first_column = [line.split()[0] for line in lines[1:]]
     assert "h100_sxm" in first_column and "rx_580" in first_column
     assert first_column == list(load_devices())  # every catalogue device, one row each
+    used = {source for device in load_devices().values() for source in device.sources}
+    sources = device_sources()
+    assert references.splitlines() == [f"{key}: {text}" for key, text in sources.items() if key in used]
+    assert f"D1: {sources['D1']}" in references.splitlines()  # the H100's datasheet, cited as D1 in the table
+
+
+def _one_peer_result(tmp_path) -> Path:
+    """A finished least-squares (regression) run of a single peer: no accuracy, consensus distance all zero."""
+    out = tmp_path / "one-peer"
+    scenario = {
+        "name": "one-peer",
+        "task": {"name": "least_squares", "n_samples": 200, "n_features": 5},
+        "peers": {"devices": {"h100_sxm": 1}, "links": {"fibre": 1}},
+        "topology": {"kind": "complete"},
+        "algorithm": {"name": "adpsgd", "lr": 0.1},
+        "stop": {"samples": 256},
+        "metrics": {"eval_interval_s": 0.01},
+    }
+    p2psim.run(scenario, out=out)
+    return out
+
+
+def test_plot_of_absent_metric_exits_2_with_one_line(tmp_path, capsys):
+    out = _one_peer_result(tmp_path)
+    assert main(["plot", str(out), "--metric", "accuracy"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "'accuracy' was not recorded" in line and "loss" in line
+
+
+def test_plot_with_zero_consensus_distance_uses_linear_axis_without_warning(tmp_path):
+    result = p2psim.Result.load(_one_peer_result(tmp_path))
+    assert (result.history["consensus_distance_max"] == 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a log axis has no positive value
+        figure = figure_for(result)
+        plot_result(result, tmp_path / "figure.png")
+    assert figure.axes[1].get_yscale() == "linear"
+    assert figure.axes[0].get_ylabel() == "loss (held-out set)"
+    plt.close(figure)
+
+
+def test_value_and_os_errors_exit_2_with_one_line(tiny, tmp_path, capsys, monkeypatch):
+    import p2psim.runner
+
+    def bad_input(*args, **kwargs):
+        raise ValueError("first line\nsecond line")
+
+    monkeypatch.setattr(p2psim.runner, "_simulate", bad_input)
+    assert main(["run", str(tiny), "--quiet", "--out", str(tmp_path / "never")]) == 2
+    assert _one_line(capsys.readouterr().err) == "p2psim: first line second line"
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "data.csv")
+
+    monkeypatch.setattr(p2psim.runner, "_simulate", unreadable)
+    assert main(["run", str(tiny), "--quiet", "--out", str(tmp_path / "never")]) == 2
+    assert "Permission denied" in _one_line(capsys.readouterr().err)
+
+
+def test_simulation_error_exits_1_with_one_line(tiny, tmp_path, capsys, monkeypatch):
+    import p2psim.runner
+
+    def crash(*args, **kwargs):
+        raise p2psim.SimulationError("peer 3 at t=1.5 s: adpsgd.on_message failed: KeyError: 7")
+
+    monkeypatch.setattr(p2psim.runner, "_simulate", crash)
+    assert main(["run", str(tiny), "--quiet", "--out", str(tmp_path / "never")]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line == "p2psim: simulation failed: peer 3 at t=1.5 s: adpsgd.on_message failed: KeyError: 7"
 
 
 def test_unknown_command_exits_2(capsys):

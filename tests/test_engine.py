@@ -85,7 +85,8 @@ def traced_run(data: dict) -> tuple[list, object]:
 def test_two_peers_produce_the_exact_event_trace():
     # Peer 0 is an H100 (1 s a step), peer 1 an RX 580 (33.5e12 / (6.2e12 x 0.5) s a step).
     # A model is 1e6 params x 4 B = 4e6 B: 4 s on a 1e6 B/s link, plus 0.05 s of latency.
-    trace, _ = traced_run(tiny({"h100_sxm": 1, "rx_580": 1}, **{"algorithm.name": "traced_adpsgd"}))
+    sequential = {"algorithm.name": "traced_adpsgd", "algorithm.overlap": False}
+    trace, _ = traced_run(tiny({"h100_sxm": 1, "rx_580": 1}, **sequential))
     t_b = 33.5e12 / (6.2e12 * 0.5)
     # At 14.15 peer 1 replies while its own model push (started at t_b) is still on its uplink:
     # the two share the uplink (and peer 0's downlink) at 0.5e6 B/s each until the push ends.
@@ -104,6 +105,23 @@ def test_two_peers_produce_the_exact_event_trace():
     ]
     assert [(pytest.approx(t, abs=1e-9), p, e) for t, p, e in expected] == trace
     assert reply_done == pytest.approx(t_b + 8.0)  # peer 1's uplink was busy with 8e6 B from t_b on
+
+
+def test_with_overlap_a_peer_computes_during_its_exchange_and_holds_the_result():
+    # Peer 0 sends its push at 1 s and computes on: its second gradient is done at 2 s and
+    # waits for the reply (9.1 s); then it is exchanged and the third gradient starts.
+    trace, result = traced_run(tiny({"h100_sxm": 1, "rx_580": 1}, **{"algorithm.name": "traced_adpsgd"}))
+    assert trace[:5] == [
+        (1.0, 0, "gradient"),
+        (2.0, 0, "gradient"),
+        (5.05, 1, "model from 0"),
+        (9.1, 0, "reply from 1"),
+        (10.1, 0, "gradient"),
+    ]
+    sequential, _ = traced_run(
+        tiny({"h100_sxm": 1, "rx_580": 1}, **{"algorithm.name": "traced_adpsgd", "algorithm.overlap": False})
+    )
+    assert sum(e == "gradient" for _, _, e in trace) > sum(e == "gradient" for _, _, e in sequential)
 
 
 def test_ring_all_reduce_takes_the_closed_form_time():
@@ -170,9 +188,8 @@ class _GossipOnly(ADPSGD):
         self.initial_distance = consensus_distance(self.world.params)[0]
         super().start()
 
-    def _step(self, job):
+    def _apply(self, job):
         self.world.consume(job)
-        self.world.compute(job.peer)
 
 
 register_algorithm(_GossipOnly)

@@ -151,7 +151,7 @@ def test_training_memory_bytes_closed_form():
 
 
 def test_format_device_table_lists_every_device_aligned():
-    table = format_device_table()
+    table, references = format_device_table().split("\n\n")
     lines = table.splitlines()
     devices = load_devices()
     assert len(lines) == len(devices) + 1
@@ -160,8 +160,11 @@ def test_format_device_table_lists_every_device_aligned():
     for line, (name, device) in zip(lines[1:], devices.items()):
         assert line.startswith(name)
         assert line[column:] == ", ".join(device.sources)
-    subset = format_device_table({"t4": devices["t4"]})
-    assert len(subset.splitlines()) == 2 and "NVIDIA T4" in subset
+    used = {source for device in devices.values() for source in device.sources}
+    assert references.splitlines() == [f"{key}: {text}" for key, text in device_sources().items() if key in used]
+    subset = format_device_table({"t4": devices["t4"]}).splitlines()
+    assert len(subset) == 2 + 1 + 3 and "NVIDIA T4" in subset[1]
+    assert subset[3:] == [f"{key}: {device_sources()[key]}" for key in ("D6", "A1", "U1")]  # only the ids it uses
 
 
 def test_fp16_rate_is_at_least_the_fp32_rate_except_pascal():

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 import p2psim
 from p2psim import ScenarioError
@@ -255,6 +256,48 @@ BAD_CASES = [
         id="utilisation-above-1",
     ),
     pytest.param(_set("task.n_samples", 3), "peers.count", ["4 peers", "training samples"], id="more-peers-than-samples"),
+    pytest.param(_set("seed", -1), "seed", ["must be >= 0", "got -1"], id="negative-seed"),
+    pytest.param(_set("seed", True), "seed", ["integer", "True"], id="seed-bool"),
+    pytest.param(_set("peers.count", True), "peers.count", ["integer", "True"], id="count-bool"),
+    pytest.param(
+        _set("task.eval_fraction", 0.9999),
+        "task",
+        ["'least_squares' cannot be built", "eval_fraction 0.9999", "empty train or eval set"],
+        id="task-eval-fraction-leaves-no-training-set",
+    ),
+    pytest.param(
+        _set("task.n_samples", 2), "task", ["cannot be built", "of 2 samples", "empty"], id="task-too-few-samples"
+    ),
+    pytest.param(
+        _set("workload", {"name": "x", "flops_per_sample": 1e9}),
+        "workload.params",
+        ["is required"],
+        id="optional-table-keeps-sub-field",
+    ),
+    pytest.param(
+        _set("workload", {"name": "x", "flops_per_sample": 1e9, "params": -1}),
+        "workload.params",
+        ["must be > 0", "got -1"],
+        id="optional-table-keeps-sub-field-of-post-init",
+    ),
+    pytest.param(
+        _set("peers.devices", {"h100_sxm": True, "rx_580": 3}),
+        "peers.devices.h100_sxm",
+        ["must be an integer or a number", "got True (bool)"],
+        id="bool-in-device-mix",
+    ),
+    pytest.param(
+        _set("peers.links", {"fibre": 2, "lab": False}),
+        "peers.links.lab",
+        ["integer", "number", "False"],
+        id="bool-in-link-mix",
+    ),
+    pytest.param(
+        _set("topology", {"kind": "edge_list"}),
+        "topology.path",
+        ["missing parameter 'path'"],
+        id="edge-list-without-path",
+    ),
 ]
 
 
@@ -333,7 +376,7 @@ def test_resolved_toml_contains_defaults(base):
     assert resolved["metrics"]["divergence_factor"] == 1e3
     assert resolved["task"]["noise"] == 0.1  # task defaults too
     assert resolved["baselines"][0]["link"] == "nvlink"
-    assert resolved["algorithm"] == {"name": "adpsgd", "lr": 0.1}
+    assert resolved["algorithm"] == {"name": "adpsgd", "lr": 0.1, "overlap": True}
     assert "count" not in base["peers"] and "engine" not in base
 
 
@@ -511,3 +554,159 @@ def test_python_objects_reject_bad_values_at_construction():
     assert caught.value.field == "count"
     with pytest.raises(ScenarioError, match="at least one of"):
         StopSpec()
+
+
+# --- everything that can fail when a run is built fails at validation, naming the field -------------
+
+
+def _digits(base: dict, peers: int, **data) -> dict:
+    base["task"] = {"name": "digits_mlp", "hidden": [8]}
+    base["data"] = {"batch_size": 1, **data}
+    base["peers"] = {"devices": {"t4": peers}, "links": {"fibre": peers}}
+    return base
+
+
+def test_k_labels_beyond_the_number_of_labels_names_labels_per_peer(base):
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(_digits(base, 4, partition="k_labels", labels_per_peer=20))
+    assert caught.value.field == "data.labels_per_peer"
+    assert "must be <= 10" in str(caught.value) and "'digits_mlp'" in str(caught.value) and "got 20" in str(caught.value)
+
+
+def test_partition_that_cannot_be_made_fails_validation(base):
+    """1400 peers holding one label each: about 140 per label, more than some labels' training samples."""
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(_digits(base, 1400, partition="k_labels", labels_per_peer=1))
+    assert caught.value.field == "data"
+    assert "cannot be split 'k_labels' among 1400 peers" in str(caught.value)
+    assert "samples for 140 peers holding it" in str(caught.value)
+
+
+@pytest.mark.parametrize("make, reason", [(lambda p: p.mkdir(), "Is a directory"), (lambda p: None, "No such file")])
+def test_edge_list_path_that_cannot_be_read_names_topology_path(base, tmp_path, make, reason):
+    path = tmp_path / "graph.txt"
+    make(path)
+    base["topology"] = {"kind": "edge_list", "path": str(path)}
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(base)
+    assert caught.value.field == "topology.path"
+    assert str(path) in str(caught.value) and reason in str(caught.value)
+
+
+def test_edge_list_path_is_relative_to_the_scenario_file_and_stored_absolute(base, tmp_path, monkeypatch):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "ring.txt").write_text("0 1\n1 2\n2 3\n3 0\n")
+    base["topology"] = {"kind": "edge_list", "path": "ring.txt"}
+    file = folder / "tiny.toml"
+    file.write_text(tomli_w.dumps(base))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    scenario = load_scenario(Path("..") / "scenarios" / "tiny.toml")
+    assert scenario.topology.path == str(folder / "ring.txt")
+    saved = scenario.save(elsewhere / "resolved.toml")
+    monkeypatch.chdir(tmp_path)  # a result folder reloads from any working directory
+    assert load_scenario(saved) == scenario
+    # a path given as an override is the user's, relative to the working directory
+    overridden = load_scenario(file, {"topology.path": "scenarios/ring.txt"})
+    assert overridden.topology.path == str(folder / "ring.txt")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    inner: _Inner | str
+
+
+def test_union_error_keeps_the_deepest_field():
+    from p2psim.config import parse_dataclass
+
+    with pytest.raises(ScenarioError) as caught:
+        parse_dataclass(_Outer, {"inner": {"size": "big"}}, "outer")
+    assert caught.value.field == "outer.inner.size"
+    assert str(caught.value) == "outer.inner.size: must be an integer, got 'big' (str)"
+    with pytest.raises(ScenarioError) as caught:
+        parse_dataclass(_Outer, {"inner": 3}, "outer")
+    assert str(caught.value) == "outer.inner: must be a table or a string, got 3 (int)"
+
+
+def test_python_mix_rejects_booleans():
+    with pytest.raises(ScenarioError) as caught:
+        PeersSpec(devices={"h100_sxm": True}, links={"fibre": 1})
+    assert caught.value.field == "devices.h100_sxm"
+    assert "must be a count (integer) or a fraction (number), got True (bool)" in str(caught.value)
+
+
+def test_catalogue_constants_have_one_definition():
+    import ast
+
+    from p2psim import hardware, partition, scenario, topology
+
+    assert scenario.PRECISIONS is hardware.PRECISIONS
+    assert scenario.PARTITIONS is partition.PARTITIONS
+    assert scenario.MIXING_RULES is topology.MIXING_RULES
+    for module in (hardware, partition, topology):  # no import cycle: they never import the scenario
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not any(name and name.endswith("scenario") for name in imported), module.__name__
+
+
+# --- memory: peers hold their whole batch, baselines accumulate micro-batches ---------------------------
+
+
+def test_check_fits_is_a_validation():
+    import p2psim.build
+    import p2psim.validation
+
+    assert callable(p2psim.validation.check_fits)
+    assert not hasattr(p2psim.build, "check_fits")
+
+
+def test_quickstart_at_64_peers_validates_its_baselines_by_micro_batches():
+    """1x H100 with a global batch of 64 x 32 = 2048 ResNet-50 samples: 2048 x 50 MB of activations
+    would need 102 GB, but the baseline accumulates gradients over micro-batches."""
+    quickstart = load_scenario(QUICKSTART)
+    peers = quickstart.peers
+
+    def fractions(mix: dict) -> dict:
+        return {name: count / peers.count for name, count in mix.items()}
+
+    scaled = load_scenario(
+        QUICKSTART,
+        {
+            "peers.count": 64,
+            "peers.devices": fractions(peers.devices),
+            "peers.links": fractions(peers.links),
+            "peers.regions": fractions(peers.regions),
+        },
+    )
+    assert scaled.peers.count == 64
+    assert scaled.baselines[0].count == 1 and scaled.data.batch_size * scaled.peers.count == 2048
+
+
+def test_baseline_still_fails_when_weights_alone_do_not_fit(base):
+    """20e9 params x 2 B x 3 = 120 GB: fits MI300X peers (192 GB), not the H100 (80 GB) baseline."""
+    base["peers"] = {"devices": {"mi300x": 4}, "links": {"fibre": 4}, "precision": "fp16"}
+    base["workload"] = {"name": "20B", "params": 20e9, "flops_per_sample": 1.2e11}
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(base)
+    assert caught.value.field == "baselines[0].device"
+    message = str(caught.value)
+    assert "does not fit device 'h100_sxm'" in message and "120 GB" in message
+    assert "one sample's activations" in message and "micro-batches" in message
+
+
+def test_peers_keep_the_full_batch_rule(base):
+    """The same 50 MB a sample that a baseline splits into micro-batches must fit a peer's whole batch."""
+    base["workload"] = {"name": "w", "params": 1e6, "flops_per_sample": 1e9, "activation_bytes_per_sample": 5e7}
+    base["data"] = {"batch_size": 512}  # 25.6 GB: fits the H100 peers, not the 8 GB RX 580s
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(base)
+    assert caught.value.field == "peers.devices"
+    assert "'rx_580'" in str(caught.value) and "batch 512 x activations" in str(caught.value)

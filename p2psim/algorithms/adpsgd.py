@@ -6,9 +6,15 @@ Descent", ICML 2018, https://arxiv.org/abs/1710.06952 (Algorithm 1).
 A peer that finishes a gradient (computed on the parameters it held when it started)
 picks a neighbour uniformly at random and exchanges models with it: it pushes its
 model, the neighbour replies with its own, and when the reply has arrived the pair is
-averaged atomically, as the paper's Algorithm 1 requires. The peer then applies its
-gradient and starts the next one. Both transfers are paid on the network; the average
-uses the two models as they are at that instant, so gossip preserves the peers' mean.
+averaged atomically, as Algorithm 1 requires; then the gradient is applied. Both
+transfers are paid on the network; the average uses the two models as they are at that
+instant, so gossip preserves the peers' mean.
+
+With `overlap` (the default, as in the paper's implementation, where a communication
+thread runs beside computation) the peer starts its next gradient as soon as it has
+sent its push; a gradient that finishes while the exchange is still in flight waits for
+it, so each peer has at most one exchange and one computation under way. Without
+`overlap` the peer idles until its exchange completes.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ __all__ = ["ADPSGD", "ADPSGDConfig"]
 
 @dataclass(frozen=True)
 class ADPSGDConfig(AlgorithmConfig):
-    """AD-PSGD needs only a learning rate."""
+    """Learning rate, and whether computation overlaps the model exchange."""
+
+    overlap: bool = True
 
 
 @register_algorithm
@@ -34,23 +42,46 @@ class ADPSGD(Algorithm):
     config_class = ADPSGDConfig
     needs_connected_graph = True
 
+    def start(self) -> None:
+        self._exchanging = [False] * self.world.n_peers
+        self._held: list[GradientJob | None] = [None] * self.world.n_peers
+        super().start()
+
     def on_gradient(self, job: GradientJob) -> None:
+        if self._exchanging[job.peer]:
+            self._held[job.peer] = job  # applied after the exchange under way
+            return
+        self._exchange(job)
+
+    def _exchange(self, job: GradientJob) -> None:
         world = self.world
         neighbours = world.neighbors[job.peer]
         if not neighbours:
-            self._step(job)
+            self._apply(job)
+            world.compute(job.peer)
             return
         partner = neighbours[int(world.rng.integers(len(neighbours)))]
+        self._exchanging[job.peer] = True
         world.send(job.peer, partner, world.model_bytes, "model", job)
+        if self.config.overlap:
+            world.compute(job.peer)
 
     def on_message(self, message: Message) -> None:
+        world = self.world
         job: GradientJob = message.payload
         if message.kind == "model":
-            self.world.send(message.dst, message.src, self.world.model_bytes, "reply", job)
-        else:
-            self.world.average_rows((job.peer, message.src))
-            self._step(job)
+            world.send(message.dst, message.src, world.model_bytes, "reply", job)
+            return
+        peer = job.peer
+        world.average_rows((peer, message.src))
+        self._apply(job)
+        self._exchanging[peer] = False
+        if not self.config.overlap:
+            world.compute(peer)
+        elif self._held[peer] is not None:
+            held, self._held[peer] = self._held[peer], None
+            self._exchange(held)
 
-    def _step(self, job: GradientJob) -> None:
+    def _apply(self, job: GradientJob) -> None:
+        """The SGD step with the job's gradient, after the pair average."""
         self.world.add_to_row(job.peer, self.world.consume(job), alpha=-self.config.lr)
-        self.world.compute(job.peer)
