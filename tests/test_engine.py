@@ -305,3 +305,22 @@ def test_peers_are_rows_and_the_history_measures_what_design_lists():
     # Bytes follow the declared payload: every message is one 4e6-byte model.
     sent = result.history["bytes_sent"].iloc[-1]
     assert sent == pytest.approx(4e6 * result.manifest["runs"]["p2p"]["messages"])
+
+
+def test_per_peer_utilisation_per_interval_adds_up_to_each_peers_total(tmp_path):
+    data = tiny({"h100_sxm": 2, "rx_580": 2}, **{"topology.kind": "ring", "peers.jitter": 0.3})
+    result = run(Scenario.from_dict(data), baselines=False)
+    table = result.utilisation
+    times = np.sort(table["time_s"].unique())
+    assert len(table) == len(times) * 4
+    widths = dict(zip(times, np.diff(times, prepend=0.0)))
+    busy = table.assign(busy_s=table["computing_fraction"] * table["time_s"].map(widths)).groupby("peer")["busy_s"].sum()
+    end = result.manifest["runs"]["p2p"]["sim_time_s"]
+    np.testing.assert_allclose(busy.to_numpy() / end, result.peers["computing_fraction"].to_numpy(), rtol=1e-9)
+    assert (table["computing_fraction"].between(0.0, 1.0)).all()
+    # The slow RX 580s compute a larger share of the time than the H100s.
+    assert result.peers.groupby("device")["computing_fraction"].mean()["rx_580"] > result.peers.groupby("device")[
+        "computing_fraction"
+    ].mean()["h100_sxm"]
+    loaded = type(result).load(result.save(tmp_path / "r"))
+    assert loaded.utilisation.equals(result.utilisation)
