@@ -12,6 +12,7 @@ from typing import Callable
 
 import networkx as nx
 import numpy as np
+
 from .algorithms import IMPLEMENTATIONS, Algorithm
 from .hardware import Device, count_training_flops, load_devices, step_time_s
 from .links import load_link_profiles, rtt_matrix_ms
