@@ -15,7 +15,7 @@ import numpy as np
 
 from .algorithms import IMPLEMENTATIONS, Algorithm
 from .hardware import Device, count_training_flops, load_devices, step_time_s
-from .links import load_link_profiles, rtt_matrix_ms
+from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, expand_mix
 from .seeding import stream
@@ -122,7 +122,7 @@ def build_run(scenario: Scenario) -> RunSetup:
     up = np.array([p.up_mbps * 1e6 / 8 for p in profiles])
     down = np.array([p.down_mbps * 1e6 / 8 for p in profiles])
     access_s = np.array([p.latency_ms / 1e3 for p in profiles])
-    latency = _latency_function(graph, regions, access_s)
+    latency = latency_function(graph, regions, access_s)
 
     return RunSetup(
         scenario=scenario,
@@ -141,29 +141,3 @@ def build_run(scenario: Scenario) -> RunSetup:
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
     )
-
-
-def _latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.ndarray) -> Callable[[int, int], float]:
-    """One-way latency: half the region-to-region RTT plus each end's access latency, or the edge's own."""
-    explicit = {}
-    for u, v, attributes in graph.edges(data=True):
-        if "latency_ms" in attributes:
-            explicit[(u, v)] = explicit[(v, u)] = attributes["latency_ms"] / 1e3
-    if regions[0] is None:
-        between = np.zeros((1, 1))
-        index = np.zeros(len(regions), dtype=np.int64)
-    else:
-        names = sorted(set(regions))
-        between = rtt_matrix_ms(names) / 2e3
-        position = {name: i for i, name in enumerate(names)}
-        index = np.array([position[r] for r in regions])
-
-    def latency_s(src: int, dst: int) -> float:
-        if explicit:
-            value = explicit.get((src, dst))
-            if value is not None:
-                return value
-        return float(between[index[src], index[dst]] + access_s[src] + access_s[dst])
-
-    return latency_s
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import networkx as nx
 import numpy as np
 
 from .data import check_sources, read_catalogue
@@ -19,6 +20,7 @@ __all__ = [
     "LinkProfile",
     "Region",
     "link_sources",
+    "latency_function",
     "load_link_profiles",
     "load_regions",
     "region_rtt_ms",
@@ -215,3 +217,29 @@ def rtt_matrix_ms(regions: Sequence[str]) -> np.ndarray:
     [[3.0, 80.0], [80.0, 3.0]]
     """
     return np.array([[region_rtt_ms(a, b) for b in regions] for a in regions], dtype=np.float64)
+
+
+def latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.ndarray) -> Callable[[int, int], float]:
+    """One-way latency between two peers: an edge's own `latency_ms` where the graph gives one,
+    else half the RTT between their regions (none: co-located) plus each end's access latency."""
+    explicit = {}
+    for u, v, attributes in graph.edges(data=True):
+        if "latency_ms" in attributes:
+            explicit[(u, v)] = explicit[(v, u)] = attributes["latency_ms"] / 1e3
+    if regions[0] is None:
+        between = np.zeros((1, 1))
+        index = np.zeros(len(regions), dtype=np.int64)
+    else:
+        names = sorted(set(regions))
+        between = rtt_matrix_ms(names) / 2e3
+        position = {name: i for i, name in enumerate(names)}
+        index = np.array([position[r] for r in regions])
+
+    def latency_s(src: int, dst: int) -> float:
+        if explicit:
+            value = explicit.get((src, dst))
+            if value is not None:
+                return value
+        return float(between[index[src], index[dst]] + access_s[src] + access_s[dst])
+
+    return latency_s

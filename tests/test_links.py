@@ -125,3 +125,20 @@ def test_unknown_region_names_the_allowed_ones():
         region_rtt_source("us_east", "mars")
     with pytest.raises(ValueError, match="allowed"):
         rtt_matrix_ms(["us_east", "mars"])
+
+
+def test_latency_is_half_the_region_rtt_plus_both_access_latencies_unless_the_edge_says():
+    import networkx as nx
+    import numpy as np
+
+    from p2psim.links import latency_function, region_rtt_ms
+
+    graph = nx.path_graph(3)
+    graph.edges[1, 2]["latency_ms"] = 7.0
+    access_s = np.array([0.004, 0.010, 0.001])
+    latency = latency_function(graph, ["us_east", "eu_west", "eu_west"], access_s)
+    assert latency(0, 1) == pytest.approx(region_rtt_ms("us_east", "eu_west") / 2e3 + 0.014)
+    assert latency(1, 0) == latency(0, 1)
+    assert latency(1, 2) == pytest.approx(0.007)  # the edge's own latency replaces the model
+    colocated = latency_function(graph, [None, None, None], access_s)
+    assert colocated(0, 2) == pytest.approx(0.005)

@@ -15,9 +15,9 @@ from typing import Callable, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from ..seeding import torch_generator
-
 from p2psim.config import ScenarioError
+
+from ..seeding import torch_generator
 
 __all__ = [
     "TASKS",
