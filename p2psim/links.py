@@ -240,6 +240,6 @@ def latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.nd
             value = explicit.get((src, dst))
             if value is not None:
                 return value
-        return float(between[index[src], index[dst]] + access_s[src] + access_s[dst])
+        return float(between[index[src], index[dst]] + (access_s[src] + access_s[dst]))  # symmetric in floats
 
     return latency_s
