@@ -47,6 +47,7 @@ __all__ = [
     "WorkloadSpec",
     "expand_mix",
     "load_scenario",
+    "set_dotted",
 ]
 
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
@@ -364,7 +365,7 @@ class Scenario:
         """A copy with dotted keys replaced (``{"algorithm.lr": 0.05, "baselines.0.count": 4}``), re-validated."""
         data = self.to_dict()
         for dotted, value in overrides.items():
-            _set_dotted(data, dotted, value)
+            set_dotted(data, dotted, value)
         return Scenario.from_dict(data)
 
     def hash(self) -> str:
@@ -384,7 +385,13 @@ def _parse_registered(registry: Mapping[str, type], value: Any, path: str) -> An
     return parse_dataclass(registry[name], options, path)
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `data`'s field at a dotted path (``"peers.jitter"``, ``"baselines[0].lr"``) in place.
+
+    >>> data = {"peers": {"jitter": 0.0}}
+    >>> set_dotted(data, "peers.jitter", 0.2); data
+    {'peers': {'jitter': 0.2}}
+    """
     keys = re.sub(r"\[(\d+)\]", r".\1", dotted).split(".")  # baselines[0].lr == baselines.0.lr
     node: Any = data
     for i, key in enumerate(keys[:-1]):
@@ -424,5 +431,5 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
     if isinstance(topology, dict) and isinstance(topology.get("path"), str):
         topology["path"] = os.path.join(os.path.dirname(os.path.abspath(path)), topology["path"])
     for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+        set_dotted(data, dotted, value)
     return Scenario.from_dict(data)

@@ -14,6 +14,7 @@ from p2psim.algorithms.base import ALGORITHMS
 from p2psim.build import build_run
 from p2psim.engine import World
 from p2psim.metrics import consensus_distance
+from p2psim.scenario import set_dotted
 from p2psim.seeding import stream
 
 # A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
@@ -43,11 +44,7 @@ def tiny(peers: dict, **overrides) -> dict:
         "metrics": {"eval_interval_s": 5.0},
     }
     for dotted, value in overrides.items():
-        node = scenario
-        *path, last = dotted.split(".")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
+        set_dotted(scenario, dotted, value)
     return scenario
 
 

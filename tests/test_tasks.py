@@ -10,7 +10,15 @@ from torch.func import functional_call, grad, vmap
 
 from p2psim.config import ScenarioError
 from p2psim.seeding import stream
-from p2psim.tasks import TASKS, DigitsMLP, LeastSquares, Logistic, Task, TaskData, register_task
+from p2psim.tasks import (
+    TASKS,
+    DigitsMLP,
+    LeastSquares,
+    Logistic,
+    Task,
+    TaskData,
+    register_task,
+)
 from p2psim.tasks.base import train_eval_split
 
 # Small configurations keep the suite fast; digits is fixed-size anyway.

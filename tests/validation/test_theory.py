@@ -13,6 +13,7 @@ from p2psim.algorithms import ADPSGD, register_algorithm
 from p2psim.build import build_run
 from p2psim.engine import World
 from p2psim.metrics import consensus_distance
+from p2psim.scenario import set_dotted
 
 
 def scenario(peers: int, **changes) -> dict:
@@ -28,11 +29,7 @@ def scenario(peers: int, **changes) -> dict:
         "metrics": {"eval_interval_s": 1.0},
     }
     for dotted, value in changes.items():
-        node = data
-        *path, last = dotted.split(".")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
+        set_dotted(data, dotted, value)
     return data
 
 
