@@ -114,7 +114,6 @@ class World:
         self.gradients_computed = 0
         self.peer_steps = np.zeros(self.n_peers, dtype=np.int64)
         self.peer_staleness = np.zeros(self.n_peers)
-        self.peer_consumed = np.zeros(self.n_peers, dtype=np.int64)
         self.batch_sizes: list[int] = []
         self.history: list[dict[str, float]] = []
         self.utilisation: list[tuple[float, np.ndarray]] = []
@@ -124,6 +123,7 @@ class World:
         self._last_busy = np.zeros(self.n_peers)
         self._last_time = 0.0
         self._initial_loss = math.nan
+        self._next_record_samples = scenario.metrics.eval_interval_samples or 0
         self._stop = self.env.event()
         self.algorithm = setup.algorithm_class(scenario.algorithm, self)
 
@@ -164,7 +164,6 @@ class World:
         self.peer_steps[job.peer] += 1
         staleness = int(self._versions[job.peer]) - job.version
         self.peer_staleness[job.peer] += staleness
-        self.peer_consumed[job.peer] += 1
         self._window.staleness += staleness
         self._window.age_s += self.now - job.started_at
         self._window.consumed += 1
@@ -233,13 +232,13 @@ class World:
     def _call(self, peer: int, hook: str, argument: Any) -> None:
         try:
             getattr(self.algorithm, hook)(argument)
-            self._check_budget()
         except SimulationError:
             raise
         except Exception as error:
             raise SimulationError(
                 f"peer {peer} at t={self.now:.6g} s, in {self.algorithm.name}.{hook}: {type(error).__name__}: {error}"
             ) from error
+        self._check_budget()
 
     def _check_budget(self) -> None:
         stop = self.setup.scenario.stop
@@ -342,7 +341,6 @@ class World:
         if scenario.metrics.eval_interval_s is not None:
             self.env.process(self._monitor(scenario.metrics.eval_interval_s))
         else:
-            self._next_record_samples = scenario.metrics.eval_interval_samples
             self._record()
         self.algorithm.start()
         try:
@@ -395,7 +393,7 @@ class World:
                 "computing_fraction": float(busy[i] / self.now) if self.now > 0 else 0.0,
                 "bytes_sent": float(self.network.bytes_sent[i]),
                 "bytes_received": float(self.network.bytes_received[i]),
-                "staleness": float(self.peer_staleness[i] / self.peer_consumed[i]) if self.peer_consumed[i] else math.nan,
+                "staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
                 "loss": float(peer_loss[i]),
             }
             if setup.task.n_classes is not None:
