@@ -4,7 +4,8 @@ Saved as a folder: ``scenario.toml`` (resolved), ``manifest.json`` (versions, gi
 platform, seed, status of the run and of each baseline), ``history.csv`` (one row per
 recording tick and run; the ``run`` column names it), ``peers.csv`` (one row per peer of
 the peer-to-peer run) and ``utilisation.csv`` (each peer's computing fraction over each
-recording interval, one row per tick, run and peer).
+recording interval, one row per tick, run and peer), and ``summary.txt`` (what the CLI
+prints, first line: where the timings come from).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Result:
         self.history.to_csv(directory / "history.csv", index=False)
         self.peers.to_csv(directory / "peers.csv", index=False)
         self.utilisation.to_csv(directory / "utilisation.csv", index=False)
+        (directory / "summary.txt").write_text(self.format_summary() + "\n")  # says where timings come from
         (directory / "manifest.json").write_text(json.dumps(_jsonable(self.manifest), indent=2, sort_keys=True) + "\n")
         return directory
 

@@ -149,9 +149,11 @@ def test_run_writes_result_folder_and_plot(tiny, tmp_path, capsys, monkeypatch):
     assert status == 0
     assert "p2p: finished" in printed and "one: finished" in printed
     assert str(out) in printed
-    for name in ("scenario.toml", "manifest.json", "history.csv", "peers.csv", "figure.png"):
+    for name in ("scenario.toml", "manifest.json", "history.csv", "peers.csv", "utilisation.csv", "figure.png"):
         assert (out / name).is_file(), name
     assert (out / "figure.png").read_bytes()[:8] == PNG_SIGNATURE
+    summary = (out / "summary.txt").read_text()
+    assert summary.startswith("timings: from task 'least_squares' itself") and "p2p: finished" in summary
 
     loaded = p2psim.Result.load(out)
     # the overrides are in the stored, resolved scenario; nothing else moved
