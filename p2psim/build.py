@@ -22,7 +22,16 @@ from .seeding import stream
 from .tasks import Task, TaskData
 from .topology import build_topology, mixing_matrix, spectral_gap
 
-__all__ = ["RunSetup", "build_run", "build_task", "bytes_per_element", "link_catalogue", "model_shape"]
+__all__ = [
+    "RunSetup",
+    "build_graph",
+    "build_run",
+    "build_task",
+    "bytes_per_element",
+    "link_catalogue",
+    "model_shape",
+    "peer_partitions",
+]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
 
@@ -86,6 +95,22 @@ class RunSetup:
         return len(self.devices)
 
 
+def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
+    """Each peer's training-sample indices, split as the scenario's `data` says."""
+    data = scenario.data
+    labels = task.y_train.numpy() if task.n_classes is not None else None
+    return make_partition(
+        data.partition, labels, len(task.y_train), scenario.peers.count, stream(scenario.seed, "partition"),
+        alpha=data.alpha, k=data.labels_per_peer,
+    )
+
+
+def build_graph(scenario: Scenario) -> nx.Graph:
+    """The communication graph over the scenario's peers."""
+    topology = scenario.topology
+    return build_topology(topology.kind, scenario.peers.count, seed=stream(scenario.seed, "topology"), **topology.params())
+
+
 def _placed(mix: dict, count: int, seed: int, index: int, field: str) -> list[str]:
     names = expand_mix(mix, count, field)
     order = stream(seed, "placement", index).permutation(count)
@@ -103,18 +128,14 @@ def build_run(scenario: Scenario) -> RunSetup:
     link_names = _placed(peers.links, n, seed, 0, "peers.links")
     regions: list[str | None] = _placed(peers.regions, n, seed, 1, "peers.regions") if peers.regions else [None] * n
 
-    labels = task.y_train.numpy() if task.n_classes is not None else None
-    data = scenario.data
-    partitions = make_partition(
-        data.partition, labels, len(task.y_train), n, stream(seed, "partition"), alpha=data.alpha, k=data.labels_per_peer
-    )
+    partitions = peer_partitions(scenario, task)
 
     n_params, flops = model_shape(scenario)
     step = np.array(
         [step_time_s(flops, d, peers.precision, peers.utilisation.get(d.name), peers.step_overhead_s) for d in devices]
     )
 
-    graph = build_topology(scenario.topology.kind, n, seed=stream(seed, "topology"), **scenario.topology.params())
+    graph = build_graph(scenario)
     gap = spectral_gap(mixing_matrix(graph, scenario.topology.mixing)) if n > 1 else 1.0
 
     links = link_catalogue(scenario)

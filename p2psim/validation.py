@@ -8,23 +8,28 @@ failure is one `ScenarioError` naming the field, the bad value and what is allow
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
 import networkx as nx
 
 from .algorithms import IMPLEMENTATIONS
-from .build import build_task, bytes_per_element, link_catalogue
+from .build import (
+    build_graph,
+    build_task,
+    bytes_per_element,
+    link_catalogue,
+    peer_partitions,
+)
 from .config import ScenarioError
 from .hardware import activation_bytes_per_sample, load_devices, training_memory_bytes
 from .links import load_regions
-from .partition import make_partition
 from .scenario import Scenario
-from .seeding import stream
 from .tasks import TaskData
-from .topology import build_topology
 
 __all__ = ["check_fits", "validate_scenario"]
 
 
-def _known(names, allowed, field: str, what: str) -> None:
+def _known(names: Iterable[str], allowed: Container[str], field: str, what: str) -> None:
     for name in names:
         if name not in allowed:
             raise ScenarioError(field, f"unknown {what} {name!r} (allowed: {', '.join(allowed)})")
@@ -80,12 +85,8 @@ def _check_partition(scenario: Scenario, task: TaskData) -> None:
             f"must be <= {task.n_classes} (the number of labels of task {scenario.task.name!r}), "
             f"got {data.labels_per_peer!r}",
         )
-    labels = task.y_train.numpy() if task.n_classes is not None else None
     try:
-        make_partition(
-            data.partition, labels, len(task.y_train), n, stream(scenario.seed, "partition"),
-            alpha=data.alpha, k=data.labels_per_peer,
-        )
+        peer_partitions(scenario, task)
     except ValueError as error:
         raise ScenarioError(
             "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"
@@ -97,7 +98,7 @@ def _check_topology(scenario: Scenario) -> None:
     topology, n = scenario.topology, scenario.peers.count
     field = "topology.path" if topology.kind == "edge_list" else "topology"  # there, the file is what is wrong
     try:
-        graph = build_topology(topology.kind, n, seed=stream(scenario.seed, "topology"), **topology.params())
+        graph = build_graph(scenario)
     except OSError as error:
         raise ScenarioError(field, f"cannot read edge list {topology.path!r}: {error.strerror or error}") from None
     except (ValueError, nx.NetworkXError) as error:
