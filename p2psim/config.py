@@ -8,12 +8,24 @@ a scenario file fails before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar, Union
 
-__all__ = ["ScenarioError", "parse_dataclass", "to_plain"]
+__all__ = [
+    "INT64_MAX",
+    "Range",
+    "ScenarioError",
+    "ScenarioWarning",
+    "bounded",
+    "check_ranges",
+    "parse_dataclass",
+    "to_plain",
+]
+
+INT64_MAX = 2**63 - 1  # numpy and torch hold counts and seeds as int64: a larger integer overflows there
 
 T = TypeVar("T")
 
@@ -32,6 +44,66 @@ class ScenarioError(ValueError):
             return self
         field = f"{prefix}.{self.field}" if self.field and not self.field.startswith("[") else f"{prefix}{self.field}"
         return ScenarioError(field, self.reason)
+
+
+class ScenarioWarning(UserWarning):
+    """A scenario that runs, but not as a researcher may expect: the message names the field."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric field can take: a closed or open interval, and why its ends are there.
+
+    >>> Range(0, 1, low_open=True).contains(0.0), str(Range(1, 10**6))
+    (False, '[1, 1e+06]')
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def contains(self, value: float) -> bool:
+        """Whether `value` lies in the range (NaN never does)."""
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def check(self, value: Any, field: str) -> None:
+        """Raise `ScenarioError` on `field` unless `value` (a number, or each item of a list or table) is in range."""
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                self.check(item, f"{field}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                self.check(item, f"{field}[{i}]")
+        elif value is not None and not self.contains(value):
+            why = f" ({self.why})" if self.why else ""
+            raise ScenarioError(field, f"must be in {self}, got {value!r}{why}")
+
+
+def bounded(default: Any = dataclasses.MISSING, *, low: float, high: float, low_open: bool = False,
+            high_open: bool = False, why: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with a documented `Range`, checked by `check_ranges`."""
+    metadata = {"range": Range(low, high, low_open, high_open, why)}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_ranges(obj: Any) -> None:
+    """Raise `ScenarioError` for the first field of the dataclass `obj` outside its `Range` (see `bounded`)."""
+    for f in dataclasses.fields(obj):
+        limits = f.metadata.get("range")
+        if limits is not None:
+            limits.check(getattr(obj, f.name), f.name)
 
 
 def _describe(value: Any) -> str:
@@ -60,6 +132,10 @@ def _parse_value(annotation: Any, value: Any, path: str) -> Any:
     args = typing.get_args(annotation)
     if annotation is Any:
         return value
+    if isinstance(value, float) and not math.isfinite(value) and annotation is not str:
+        raise ScenarioError(path, f"must be a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise ScenarioError(path, f"must be at most {INT64_MAX} in size (a 64-bit integer), got {value!r}")
     # bool is a subclass of int, but `true` is not a count: only a bool annotation takes it as is
     if isinstance(annotation, type) and isinstance(value, annotation) and (annotation is bool or not isinstance(value, bool)):
         return value
@@ -124,7 +200,7 @@ def parse_dataclass(cls: type[T], data: Any, path: str = "") -> T:
     >>> parse_dataclass(Link, {"up_mbps": 50, "lable": "x"}, "network.links[0]")
     Traceback (most recent call last):
     ...
-    p2psim.config.ScenarioError: network.links[0]: unknown key 'lable' (allowed: up_mbps, label)
+    p2psim.config.ScenarioError: network.links[0].lable: unknown key 'lable' (allowed: up_mbps, label)
     """
     if not isinstance(data, Mapping):
         raise ScenarioError(path, f"must be a table, got {_describe(data)}")
@@ -133,7 +209,8 @@ def parse_dataclass(cls: type[T], data: Any, path: str = "") -> T:
     allowed = [f.name for f in fields]
     for key in data:
         if key not in allowed:
-            raise ScenarioError(path, f"unknown key {key!r} (allowed: {', '.join(allowed)})")
+            field = f"{path}.{key}" if path else str(key)
+            raise ScenarioError(field, f"unknown key {key!r} (allowed: {', '.join(allowed)})")
     values = {}
     for f in fields:
         sub = f"{path}.{f.name}" if path else f.name

@@ -26,7 +26,7 @@ else:  # pragma: no cover
 import tomli_w
 
 from .algorithms import ALGORITHMS, AlgorithmConfig
-from .config import ScenarioError, parse_dataclass, to_plain
+from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
 from .hardware import PRECISIONS
 from .partition import PARTITIONS
 from .tasks import TASKS, Task
@@ -45,24 +45,22 @@ __all__ = [
     "StopSpec",
     "TopologySpec",
     "WorkloadSpec",
+    "MAX_PEERS",
     "expand_mix",
     "load_scenario",
+    "mix_counts",
     "set_dotted",
 ]
 
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
+MAX_PEERS = 10**6  # peers are rows of one tensor; beyond this the per-peer bookkeeping alone fills a machine
+MAX_SECONDS = 1e12  # ~31,700 years of simulated time: longer spans no run records at all
+RATE_MBPS = dict(low=1e-3, high=1e9, why="1 kbit/s to 1 Pbit/s")
 
 
 def _require(condition: bool, field_name: str, message: str) -> None:
     if not condition:
         raise ScenarioError(field_name, message)
-
-
-def _positive(value: float | None, field_name: str, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    _require(ok, field_name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 def _one_of(value: str, allowed: tuple[str, ...] | list[str], field_name: str, what: str = "") -> None:
@@ -73,20 +71,19 @@ def _one_of(value: str, allowed: tuple[str, ...] | list[str], field_name: str, w
 class DataSpec:
     """How the training set is split among peers and how much each local step reads."""
 
-    batch_size: int = 32
+    batch_size: int = bounded(32, low=1, high=10**6)
     partition: str = "iid"
-    alpha: float | None = None  # Dirichlet concentration, for partition = "dirichlet"
-    labels_per_peer: int | None = None  # for partition = "k_labels"
+    # Dirichlet concentration, for partition = "dirichlet"
+    alpha: float | None = bounded(None, low=1e-3, high=1e6, why="below 1e-3 every class goes to one peer")
+    labels_per_peer: int | None = bounded(None, low=1, high=1000)  # for partition = "k_labels"; <= the task's classes
 
     def __post_init__(self) -> None:
-        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size!r}")
+        check_ranges(self)
         _one_of(self.partition, PARTITIONS, "partition", "partition ")
         if self.partition == "dirichlet":
             _require(self.alpha is not None, "alpha", "is required when partition = 'dirichlet'")
-            _positive(self.alpha, "alpha")
         if self.partition == "k_labels":
             _require(self.labels_per_peer is not None, "labels_per_peer", "is required when partition = 'k_labels'")
-            _require(self.labels_per_peer >= 1, "labels_per_peer", f"must be >= 1, got {self.labels_per_peer!r}")
 
 
 @dataclass(frozen=True)
@@ -94,14 +91,13 @@ class WorkloadSpec:
     """A declared model whose cost the timing stands for, while the task's small model does the numerics."""
 
     name: str
-    flops_per_sample: float  # training FLOPs per sample, forward + backward
-    params: float  # parameter count: sets message sizes and memory
-    activation_bytes_per_sample: float = 0.0
+    # training FLOPs per sample, forward + backward
+    flops_per_sample: float = bounded(low=0, high=1e18, low_open=True)
+    params: float = bounded(low=0, high=1e13, low_open=True)  # parameter count: sets message sizes and memory
+    activation_bytes_per_sample: float = bounded(0.0, low=0, high=1e12)
 
     def __post_init__(self) -> None:
-        _positive(self.flops_per_sample, "flops_per_sample")
-        _positive(self.params, "params")
-        _positive(self.activation_bytes_per_sample, "activation_bytes_per_sample", allow_zero=True)
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -109,14 +105,13 @@ class LinkSpec:
     """A link profile defined in the scenario, usable by name in `peers.links` and baselines."""
 
     name: str
-    up_mbps: float
-    down_mbps: float
-    latency_ms: float = 0.0  # one-way access latency added at this end of every path
+    up_mbps: float = bounded(**RATE_MBPS)
+    down_mbps: float = bounded(**RATE_MBPS)
+    # one-way access latency added at this end of every path; 1e6 ms is 17 minutes
+    latency_ms: float = bounded(0.0, low=0, high=1e6)
 
     def __post_init__(self) -> None:
-        _positive(self.up_mbps, "up_mbps")
-        _positive(self.down_mbps, "down_mbps")
-        _positive(self.latency_ms, "latency_ms", allow_zero=True)
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -132,40 +127,47 @@ class PeersSpec:
 
     devices: dict[str, int | float]
     links: dict[str, int | float]
-    count: int | None = None
+    count: int | None = bounded(None, low=1, high=MAX_PEERS)
     regions: dict[str, int | float] = field(default_factory=dict)  # empty: all co-located
     precision: str = "fp32"
-    utilisation: dict[str, float] = field(default_factory=dict)  # per device name, overrides the catalogue
-    step_overhead_s: float = 1e-3  # launches, optimizer, data loading: ~1 ms a step for small models [assumption]
-    jitter: float = 0.0  # sigma of a mean-one log-normal factor on each step's duration
+    # per device name, overrides the catalogue
+    utilisation: dict[str, float] = bounded(low=0, high=1, low_open=True, default_factory=dict)
+    # launches, optimizer, data loading: ~1 ms a step for small models [assumption]
+    step_overhead_s: float = bounded(1e-3, low=0, high=3600)
+    # sigma of a mean-one log-normal factor on each step's duration; beyond 2 most steps take almost no time
+    jitter: float = bounded(0.0, low=0, high=2)
     step_time_distribution: str = "lognormal"  # or "exponential": memoryless steps (Poisson clocks)
 
     def __post_init__(self) -> None:
-        if self.count is not None:
-            _require(self.count >= 1, "count", f"must be >= 1, got {self.count!r}")
+        check_ranges(self)
         _one_of(self.precision, PRECISIONS, "precision", "precision ")
-        _positive(self.step_overhead_s, "step_overhead_s", allow_zero=True)
-        _positive(self.jitter, "jitter", allow_zero=True)
         _one_of(self.step_time_distribution, STEP_TIME_DISTRIBUTIONS, "step_time_distribution", "distribution ")
-        for name, value in self.utilisation.items():
-            _require(0 < value <= 1, f"utilisation.{name}", f"must be in (0, 1], got {value!r}")
         count = self.count
         for name in ("devices", "links", "regions"):
             mix = getattr(self, name)
             if name != "regions" or mix:
-                count = len(expand_mix(mix, count, name))
+                count = sum(mix_counts(mix, count, name).values())
         object.__setattr__(self, "count", count)
 
 
 def expand_mix(mix: Mapping[str, int | float], count: int | None, field_name: str) -> list[str]:
     """One name per peer from a mix given as counts (integers) or fractions summing to 1.
 
-    Fractions are turned into counts by largest remainder, ties broken by order.
-
     >>> expand_mix({"h100_sxm": 1, "rx_580": 2}, None, "devices")
     ['h100_sxm', 'rx_580', 'rx_580']
     >>> expand_mix({"a": 0.5, "b": 0.25, "c": 0.25}, 4, "devices")
     ['a', 'a', 'b', 'c']
+    """
+    return [name for name, c in mix_counts(mix, count, field_name).items() for _ in range(c)]
+
+
+def mix_counts(mix: Mapping[str, int | float], count: int | None, field_name: str) -> dict[str, int]:
+    """Peers per name of a mix, by arithmetic only: a mix of a billion peers fails before any list is built.
+
+    Fractions are turned into counts by largest remainder, ties broken by order.
+
+    >>> mix_counts({"a": 0.5, "b": 0.25, "c": 0.25}, 4, "devices")
+    {'a': 2, 'b': 1, 'c': 1}
     """
     _require(len(mix) > 0, field_name, "must name at least one entry")
     for name, v in mix.items():
@@ -180,9 +182,10 @@ def expand_mix(mix: Mapping[str, int | float], count: int | None, field_name: st
             _require(v >= 0, f"{field_name}.{name}", f"count must be >= 0, got {v!r}")
         total = sum(values)
         _require(total > 0, field_name, "counts sum to 0")
+        _require(total <= MAX_PEERS, field_name, f"counts sum to {total}, more than the {MAX_PEERS} peers a run can hold")
         if count is not None:
             _require(total == count, field_name, f"counts sum to {total}, but peers.count = {count}")
-        return [name for name, v in mix.items() for _ in range(v)]
+        return dict(mix)
     for name, v in mix.items():
         _require(0 <= v <= 1, f"{field_name}.{name}", f"fraction must be in [0, 1], got {v!r}")
     share = sum(values)
@@ -191,9 +194,10 @@ def expand_mix(mix: Mapping[str, int | float], count: int | None, field_name: st
     exact = [v * count for v in values]
     counts = [math.floor(e) for e in exact]
     by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i] - counts[i]), i))
+    _require(1 <= count <= MAX_PEERS, "count", f"must be in [1, {MAX_PEERS}], got {count!r}")
     for i in by_remainder[: count - sum(counts)]:
         counts[i] += 1
-    return [name for name, c in zip(mix, counts) for _ in range(c)]
+    return dict(zip(mix, counts))
 
 
 PARAMETERS = ("degree", "p", "k", "rows", "path", "edges")
@@ -205,14 +209,16 @@ class TopologySpec:
 
     kind: str = "complete"
     mixing: str = "metropolis"
-    degree: int | None = None
-    p: float | None = None
-    k: int | None = None
-    rows: int | None = None
+    degree: int | None = bounded(None, low=0, high=MAX_PEERS)
+    p: float | None = bounded(None, low=0, high=1)
+    k: int | None = bounded(None, low=0, high=MAX_PEERS)
+    rows: int | None = bounded(None, low=1, high=MAX_PEERS)
     path: str | None = None  # kind = "edge_list"; stored absolute (a file's own relative path: from its folder)
-    edges: tuple[tuple[int | float, ...], ...] | None = None  # kind = "edges": [u, v] or [u, v, latency_ms]
+    # kind = "edges": [u, v] or [u, v, latency_ms]; nodes are peers, latency_ms as a link's
+    edges: tuple[tuple[int | float, ...], ...] | None = bounded(None, low=0, high=MAX_PEERS)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         kinds = list(TOPOLOGY_PARAMS)
         _one_of(self.kind, kinds, "kind", "topology ")
         _one_of(self.mixing, MIXING_RULES, "mixing", "mixing rule ")
@@ -220,8 +226,6 @@ class TopologySpec:
         for name in PARAMETERS:
             if getattr(self, name) is not None and name not in allowed:
                 raise ScenarioError(name, f"is not a parameter of kind {self.kind!r} (allowed: {', '.join(allowed) or 'none'})")
-        if self.p is not None:
-            _require(0 <= self.p <= 1, "p", f"must be in [0, 1], got {self.p!r}")
         if self.path is not None:
             # absolute, so that a saved scenario (a result folder) reloads from any working directory
             object.__setattr__(self, "path", os.path.abspath(self.path))
@@ -240,46 +244,36 @@ class TopologySpec:
 class StopSpec:
     """When a run ends: whichever limit is reached first (at least one is required)."""
 
-    sim_time_s: float | None = None
-    samples: int | None = None
-    steps: int | None = None
+    sim_time_s: float | None = bounded(None, low=0, high=MAX_SECONDS, low_open=True)
+    samples: int | None = bounded(None, low=1, high=10**15)
+    steps: int | None = bounded(None, low=1, high=10**15)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         _require(
             any(v is not None for v in (self.sim_time_s, self.samples, self.steps)),
             "",
             "needs at least one of sim_time_s, samples, steps",
         )
-        _positive(self.sim_time_s, "sim_time_s")
-        for name in ("samples", "steps"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, name, f"must be >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
 class MetricsSpec:
     """What is recorded and when; the history has one row per recording tick."""
 
-    eval_interval_s: float | None = None
-    eval_interval_samples: int | None = None
-    target_accuracy: float | None = None
-    divergence_factor: float = 1e3  # diverged when the loss exceeds this multiple of the initial loss
+    eval_interval_s: float | None = bounded(None, low=0, high=MAX_SECONDS, low_open=True)
+    eval_interval_samples: int | None = bounded(None, low=1, high=10**15)
+    target_accuracy: float | None = bounded(None, low=0, high=1, low_open=True)
+    # diverged when the loss exceeds this multiple of the initial loss
+    divergence_factor: float = bounded(1e3, low=1, high=1e12, low_open=True)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         _require(
             (self.eval_interval_s is None) != (self.eval_interval_samples is None),
             "",
             "needs exactly one of eval_interval_s, eval_interval_samples",
         )
-        _positive(self.eval_interval_s, "eval_interval_s")
-        _require(
-            self.eval_interval_samples is None or self.eval_interval_samples >= 1,
-            "eval_interval_samples",
-            f"must be >= 1, got {self.eval_interval_samples!r}",
-        )
-        if self.target_accuracy is not None:
-            _require(0 < self.target_accuracy <= 1, "target_accuracy", f"must be in (0, 1], got {self.target_accuracy!r}")
-        _require(self.divergence_factor > 1, "divergence_factor", f"must be > 1, got {self.divergence_factor!r}")
 
 
 @dataclass(frozen=True)
@@ -287,10 +281,11 @@ class EngineSpec:
     """How the engine evaluates gradients; results do not depend on it beyond float rounding."""
 
     batch_gradients: bool = True  # evaluate pending gradients together (DESIGN decision 5)
-    threads: int = 1  # torch intra-op threads during the run; small per-peer ops are slower with more
+    # torch intra-op threads during the run; small per-peer ops are slower with more
+    threads: int = bounded(1, low=1, high=1024)
 
     def __post_init__(self) -> None:
-        _require(self.threads >= 1, "threads", f"must be >= 1, got {self.threads!r}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -299,13 +294,12 @@ class BaselineSpec:
 
     name: str
     device: str
-    count: int = 1
+    count: int = bounded(1, low=1, high=MAX_PEERS)
     link: str = "nvlink"
-    lr: float | None = None  # default: the scenario's learning rate
+    lr: float | None = bounded(None, low=0, high=1e6, low_open=True)  # default: the scenario's learning rate
 
     def __post_init__(self) -> None:
-        _require(self.count >= 1, "count", f"must be >= 1, got {self.count!r}")
-        _positive(self.lr, "lr")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -318,7 +312,8 @@ class Scenario:
     stop: StopSpec
     metrics: MetricsSpec
     name: str = "scenario"
-    seed: int = 0
+    # numpy's SeedSequence takes non-negative integers; TOML holds 64-bit ones
+    seed: int = bounded(0, low=0, high=INT64_MAX)
     data: DataSpec = field(default_factory=DataSpec)
     workload: WorkloadSpec | None = None
     network: NetworkSpec = field(default_factory=NetworkSpec)
@@ -327,8 +322,7 @@ class Scenario:
     baselines: tuple[BaselineSpec, ...] = ()
 
     def __post_init__(self) -> None:
-        # numpy's SeedSequence, which derives every random stream, takes non-negative integers only
-        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed!r}")
+        check_ranges(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Scenario:
