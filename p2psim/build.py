@@ -7,20 +7,19 @@ scenario builds the same world.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable
 
 import networkx as nx
 import numpy as np
 
-from .algorithms import IMPLEMENTATIONS, Algorithm
-from .hardware import Device, count_training_flops, load_devices, step_time_s
+from .algorithms import IMPLEMENTATIONS
+from .engine import RunSetup
+from .hardware import count_training_flops, load_devices, step_time_s
 from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, expand_mix
 from .seeding import stream
 from .tasks import Task, TaskData
-from .topology import build_topology, mixing_matrix, spectral_gap
+from .topology import build_topology
 
 __all__ = [
     "RunSetup",
@@ -69,32 +68,6 @@ def model_shape(scenario: Scenario) -> tuple[float, float]:
     return float(task.n_params), flops * batch / len(x)
 
 
-@dataclass(eq=False)
-class RunSetup:
-    """Everything the engine needs, resolved from a scenario."""
-
-    scenario: Scenario
-    task: TaskData
-    partitions: list[np.ndarray]
-    devices: list[Device]
-    link_names: list[str]
-    regions: list[str | None]
-    step_time_s: np.ndarray
-    flops_per_step: float
-    model_bytes: float
-    graph: nx.Graph
-    spectral_gap: float
-    uplink_bytes_per_s: np.ndarray
-    downlink_bytes_per_s: np.ndarray
-    latency_s: Callable[[int, int], float]
-    algorithm_class: type[Algorithm]
-
-    @property
-    def n_peers(self) -> int:
-        """Number of peers."""
-        return len(self.devices)
-
-
 def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
     """Each peer's training-sample indices, split as the scenario's `data` says."""
     data = scenario.data
@@ -136,7 +109,6 @@ def build_run(scenario: Scenario) -> RunSetup:
     )
 
     graph = build_graph(scenario)
-    gap = spectral_gap(mixing_matrix(graph, scenario.topology.mixing)) if n > 1 else 1.0
 
     links = link_catalogue(scenario)
     profiles = [links[name] for name in link_names]
@@ -156,7 +128,6 @@ def build_run(scenario: Scenario) -> RunSetup:
         flops_per_step=flops,
         model_bytes=n_params * bytes_per_element(peers.precision),
         graph=graph,
-        spectral_gap=gap,
         uplink_bytes_per_s=up,
         downlink_bytes_per_s=down,
         latency_s=latency,

@@ -15,24 +15,54 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+import networkx as nx
 import numpy as np
 import simpy
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from .hardware import step_time_factor
+from .hardware import Device, step_time_factor
 from .metrics import Evaluator, consensus_distance
 from .network import Network
+from .optim import RowOptimizer, learning_rate
+from .payloads import RowPool
 from .seeding import stream
+from .tasks import TaskData
 
 if TYPE_CHECKING:
-    from .build import RunSetup
+    from .algorithms.base import Algorithm
+    from .scenario import Scenario
 
-__all__ = ["GradientJob", "Message", "RunOutcome", "SimulationError", "World", "simulate"]
+__all__ = ["GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
 
 
 class SimulationError(RuntimeError):
     """A crash inside a peer's behaviour, with the peer and the virtual time in the message."""
+
+
+@dataclass(eq=False)
+class RunSetup:
+    """The built pieces of one run, resolved from a scenario by `build.build_run`: what the engine runs."""
+
+    scenario: Scenario
+    task: TaskData
+    partitions: list[np.ndarray]
+    devices: list[Device]
+    link_names: list[str]
+    regions: list[str | None]
+    step_time_s: np.ndarray
+    flops_per_step: float
+    model_bytes: float
+    graph: nx.Graph
+    uplink_bytes_per_s: np.ndarray
+    downlink_bytes_per_s: np.ndarray
+    latency_s: Callable[[int, int], float]
+    algorithm_class: type[Algorithm]
+
+    @property
+    def n_peers(self) -> int:
+        """Number of peers."""
+        return len(self.devices)
 
 
 @dataclass(eq=False)
@@ -41,7 +71,8 @@ class GradientJob:
 
     peer: int
     started_at: float
-    version: int
+    version: int  # updates the peer's row had received when the computation started
+    global_step: int  # gradients applied anywhere in the system when it started
     batch: np.ndarray
     duration_s: float
     grad: torch.Tensor | None = None
@@ -49,9 +80,13 @@ class GradientJob:
     finite: bool = True
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Message:
-    """A delivered message: `nbytes` on the wire from `src` to `dst`, with an opaque payload."""
+    """A message: `nbytes` on the wire from `src` to `dst`, an opaque payload, and optionally a row.
+
+    `row` is the copy of the tensor row given to `World.send`, as it was at `sent_at`; it
+    is readable only while `on_message` runs (its pool slot is reused afterwards).
+    """
 
     src: int
     dst: int
@@ -59,6 +94,8 @@ class Message:
     payload: Any
     nbytes: float
     sent_at: float
+    slot: int | None = None
+    row: torch.Tensor | None = None
 
 
 @dataclass
@@ -125,6 +162,8 @@ class World:
         self._initial_loss = math.nan
         self._next_record_samples = scenario.metrics.eval_interval_samples or 0
         self._stop = self.env.event()
+        self.pool = RowPool(self.params.shape[1])
+        self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1])
         self.algorithm = setup.algorithm_class(scenario.algorithm, self)
 
     # ----- what algorithms call -------------------------------------------------------
@@ -142,7 +181,7 @@ class World:
         duration *= step_time_factor(self._jitter_rngs[peer], self._distribution, self._jitter)
         local = self._partitions[peer]
         batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
-        job = GradientJob(peer, self.now, int(self._versions[peer]), batch, duration)
+        job = GradientJob(peer, self.now, int(self._versions[peer]), self.steps, batch, duration)
         self._snapshots[peer].copy_(self.params[peer])
         self._pending.append(job)
         self._computing[peer] = True
@@ -150,28 +189,64 @@ class World:
         self.env.timeout(duration).callbacks.append(lambda _event: self._finish(job))
         return job
 
-    def send(self, src: int, dst: int, nbytes: float, kind: str, payload: Any = None) -> None:
-        """Send `nbytes` from `src` to `dst`; the algorithm's `on_message` runs when it has arrived."""
-        message = Message(src, dst, kind, payload, nbytes, self.now)
+    def send(
+        self, src: int, dst: int, nbytes: float, kind: str, payload: Any = None, row: torch.Tensor | None = None
+    ) -> None:
+        """Send `nbytes` from `src` to `dst`; the algorithm's `on_message` runs when it has arrived.
+
+        `row` (a parameter-sized tensor, e.g. `world.params[src]`) is copied now, at send
+        time, and reaches the receiver as `message.row`: what was sent, as it left.
+        """
+        slot = None if row is None else self.pool.store(row)
+        message = Message(src, dst, kind, payload, nbytes, self.now, slot)
         self._in_flight += 1
         self.network.send(src, dst, nbytes, lambda: self._deliver(message))
 
     def consume(self, job: GradientJob) -> torch.Tensor:
-        """The job's gradient, to be applied now: counts its step and samples, and its staleness
-        (updates to the row since the snapshot). Stopping rules count consumed gradients."""
+        """The job's gradient, to be applied now: counts its step and samples, and its staleness.
+
+        Two staleness measures are kept: row staleness (updates the peer's own row received
+        since its snapshot) and the global delay of Lian et al. 2018 (gradients applied
+        anywhere in the system between the read and this write). Stopping rules count
+        consumed gradients.
+        """
+        row_staleness = int(self._versions[job.peer]) - job.version
+        global_delay = self.steps - job.global_step
         self.steps += 1
         self.samples += len(job.batch)
         self.peer_steps[job.peer] += 1
-        staleness = int(self._versions[job.peer]) - job.version
-        self.peer_staleness[job.peer] += staleness
-        self._window.staleness += staleness
-        self._window.age_s += self.now - job.started_at
-        self._window.consumed += 1
+        self.peer_staleness[job.peer] += row_staleness
+        window = self._window
+        window.row_staleness += row_staleness
+        window.global_delay += global_delay
+        window.age_s += self.now - job.started_at
+        window.consumed += 1
         return job.grad
+
+    def lr(self, peer: int) -> float:
+        """`peer`'s learning rate now: the scenario's lr under its schedule, at the row's optimizer steps or time."""
+        config = self.setup.scenario.algorithm
+        clock = self.now if config.schedule.clock == "time" else float(self.optimizer.steps[peer])
+        return learning_rate(config.lr, config.schedule, clock)
+
+    def apply_gradient(self, peer: int, grad: torch.Tensor, lr_scale: float = 1.0) -> None:
+        """One step of the scenario's optimizer on `peer`'s row, at its scheduled lr times `lr_scale`."""
+        self.optimizer.step(self.params, peer, grad, self.lr(peer) * lr_scale)
+        self._versions[peer] += 1
 
     def add_to_row(self, peer: int, update: torch.Tensor, alpha: float = 1.0) -> None:
         """params[peer] += alpha * update."""
         self.params[peer].add_(update, alpha=alpha)
+        self._versions[peer] += 1
+
+    def set_row(self, peer: int, value: torch.Tensor) -> None:
+        """params[peer] = value."""
+        self.params[peer].copy_(value)
+        self._versions[peer] += 1
+
+    def mix_row(self, peer: int, incoming: torch.Tensor, weight: float) -> None:
+        """params[peer] = (1 - weight) params[peer] + weight incoming: a merge with a received model."""
+        self.params[peer].lerp_(incoming, weight)
         self._versions[peer] += 1
 
     def average_rows(self, peers: tuple[int, ...] | list[int]) -> None:
@@ -225,9 +300,15 @@ class World:
 
     def _deliver(self, message: Message) -> None:
         self._in_flight -= 1
-        if self._stop.triggered:
-            return
-        self._call(message.dst, "on_message", message)
+        if message.slot is not None:
+            message.row = self.pool.row(message.slot)
+        try:
+            if not self._stop.triggered:
+                self._call(message.dst, "on_message", message)
+        finally:
+            if message.slot is not None:
+                self.pool.release(message.slot)
+                message.row, message.slot = None, None
 
     def _call(self, peer: int, hook: str, argument: Any) -> None:
         try:
@@ -306,7 +387,8 @@ class World:
             "consensus_distance": mean_distance,
             "consensus_distance_max": max_distance,
             "bytes_sent": float(self.network.bytes_sent.sum()),
-            "staleness": window.staleness / window.consumed if window.consumed else math.nan,
+            "row_staleness": window.row_staleness / window.consumed if window.consumed else math.nan,
+            "global_delay": window.global_delay / window.consumed if window.consumed else math.nan,
             "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
             "computing_fraction": computing,
             "waiting_fraction": 1.0 - computing if elapsed > 0 else 0.0,
@@ -350,11 +432,10 @@ class World:
                 raise
             self.status = "stalled"
             self.info.setdefault("stop_reason", "stalled: no computation or message in flight")
+        if self.status in ("running", "stalled"):
+            self._record()  # may itself find the run diverged since its last regular record
         if self.status == "running":
             self.status = "finished"
-            self._record()
-        if self.status == "stalled":
-            self._record()
         facts = self._facts(time.perf_counter() - wall_start)
         return RunOutcome(self.history, self._peer_rows(), facts, self.utilisation)
 
@@ -373,6 +454,8 @@ class World:
             "max_gradient_batch": int(sizes.max()),
             "torch_threads": torch.get_num_threads(),
             "messages": int(self.network.messages_sent),
+            "payload_rows_peak": self.pool.peak_in_use,
+            **self.algorithm.mixing().as_facts(),
         }
 
     def _peer_rows(self) -> list[dict[str, Any]]:
@@ -393,7 +476,7 @@ class World:
                 "computing_fraction": float(busy[i] / self.now) if self.now > 0 else 0.0,
                 "bytes_sent": float(self.network.bytes_sent[i]),
                 "bytes_received": float(self.network.bytes_received[i]),
-                "staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
+                "row_staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
                 "loss": float(peer_loss[i]),
             }
             if setup.task.n_classes is not None:
@@ -408,7 +491,8 @@ class _Window:
 
     train_loss: float = 0.0
     computed: int = 0
-    staleness: float = 0.0
+    row_staleness: float = 0.0
+    global_delay: float = 0.0
     age_s: float = 0.0
     consumed: int = 0
 

@@ -65,7 +65,11 @@ def baseline_scenario(scenario: Scenario, baseline: BaselineSpec, samples: int) 
         ),
         network=scenario.network,
         topology=TopologySpec(kind="complete"),  # all-reduce averages exactly: spectral gap 1
-        algorithm=AllReduceConfig(lr=baseline.lr if baseline.lr is not None else scenario.algorithm.lr),
+        algorithm=AllReduceConfig(
+            lr=baseline.lr if baseline.lr is not None else scenario.algorithm.lr,
+            optimizer=scenario.algorithm.optimizer,
+            schedule=scenario.algorithm.schedule,
+        ),
         stop=StopSpec(samples=max(1, samples)),
         metrics=MetricsSpec(
             eval_interval_samples=max(1, samples // BASELINE_RECORDS),
@@ -132,7 +136,6 @@ def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> _Reco
     outcome = simulate(setup, report)
     info = {
         **outcome.info,
-        "spectral_gap": setup.spectral_gap,
         "model_bytes": setup.model_bytes,
         "flops_per_step": setup.flops_per_step,
         "devices": sorted({d.name for d in setup.devices}),

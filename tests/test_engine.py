@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from p2psim import Scenario, run
-from p2psim.algorithms import ADPSGD, AllReduce, register_algorithm
+from p2psim.algorithms import ADPSGD, ADPSGDIdealised, AllReduce, register_algorithm
 from p2psim.algorithms.base import ALGORITHMS
 from p2psim.build import build_run
 from p2psim.engine import World
@@ -172,11 +172,11 @@ def test_batched_and_one_at_a_time_evaluation_give_the_same_history_and_event_or
     np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)
 
 
-class _GossipOnly(ADPSGD):
-    """AD-PSGD without the gradient step: pure pairwise gossip from random starting rows."""
+class _GossipOnly(ADPSGDIdealised):
+    """Idealised AD-PSGD without the gradient step: atomic pairwise gossip from random starting rows."""
 
     name = "test_gossip_only"
-    config_class = type("GossipOnlyConfig", (ADPSGD.config_class,), {})
+    config_class = type("GossipOnlyConfig", (ADPSGDIdealised.config_class,), {})
 
     def start(self):
         generator = torch.Generator().manual_seed(0)
@@ -190,6 +190,37 @@ class _GossipOnly(ADPSGD):
 
 
 register_algorithm(_GossipOnly)
+
+
+class _CausalGossipOnly(ADPSGD):
+    """Causal AD-PSGD without the gradient step."""
+
+    name = "test_causal_gossip_only"
+    config_class = type("CausalGossipOnlyConfig", (ADPSGD.config_class,), {})
+
+    def start(self):
+        generator = torch.Generator().manual_seed(0)
+        self.world.params.copy_(torch.randn(self.world.params.shape, generator=generator))
+        self.initial_mean = self.world.params.mean(dim=0).clone()
+        self.initial_distance = consensus_distance(self.world.params)[0]
+        super().start()
+
+    def _apply(self, job):
+        self.world.consume(job)
+
+
+register_algorithm(_CausalGossipOnly)
+
+
+def test_causal_gossip_reaches_consensus_and_its_mean_drifts_only_by_overlapping_exchanges():
+    data = tiny({"h100_sxm": 8}, **{"algorithm.name": "test_causal_gossip_only", "topology.kind": "ring"})
+    data["stop"] = {"sim_time_s": 600.0}
+    world = World(build_run(Scenario.from_dict(data)))
+    world.run()
+    algorithm = world.algorithm
+    assert consensus_distance(world.params)[0] < 1e-8 * algorithm.initial_distance
+    drift = float((world.params.mean(dim=0) - algorithm.initial_mean).norm())
+    assert 1e-6 < drift < float(algorithm.initial_distance) ** 0.5  # overlapping exchanges move the mean, boundedly
 
 
 def test_gossip_without_gradients_preserves_the_mean_and_reaches_consensus():
@@ -269,7 +300,7 @@ def test_a_diverging_run_is_reported_not_crashed_and_has_no_nan_rows():
     assert result.status == "diverged"
     assert 0 < facts["diverged_at_s"] < 500.0
     assert facts["diverged_peers"]
-    numeric = result.history.drop(columns="run").drop(columns=["staleness", "gradient_age_s", "train_loss"])
+    numeric = result.history.drop(columns="run").drop(columns=["row_staleness", "global_delay", "gradient_age_s", "train_loss"])
     assert np.isfinite(numeric.to_numpy(float)).all()
 
 
@@ -294,11 +325,14 @@ def test_peers_are_rows_and_the_history_measures_what_design_lists():
     columns = set(result.history.columns)
     assert {
         "time_s", "samples", "loss", "peers_loss", "consensus_distance", "consensus_distance_max",
-        "bytes_sent", "staleness", "computing_fraction", "waiting_fraction", "suboptimality",
+        "bytes_sent", "row_staleness", "global_delay", "computing_fraction", "waiting_fraction", "suboptimality",
     } <= columns
     assert result.history["time_s"].diff().dropna().le(5.0 + 1e-9).all()
-    ring_gap = 2 / 3 * (1 - math.cos(2 * math.pi / 4))
-    assert result.manifest["runs"]["p2p"]["spectral_gap"] == pytest.approx(ring_gap)
+    facts = result.manifest["runs"]["p2p"]
+    # AD-PSGD mixes by random pairwise averages: its gap is E[W]'s at the observed pair rates, at most 1/4
+    # on a 4-ring (uniform rates), and 0 here, where this short run used only 2 of the ring's 4 edges.
+    assert facts["spectral_gap_definition"].startswith("1 - lambda_2 of E[W]")
+    assert 0 <= facts["spectral_gap"] <= 0.25 + 1e-12
     # Bytes follow the declared payload: every message is one 4e6-byte model.
     sent = result.history["bytes_sent"].iloc[-1]
     assert sent == pytest.approx(4e6 * result.manifest["runs"]["p2p"]["messages"])

@@ -1,7 +1,12 @@
-"""Algorithms, one file each, registered by name (see `base.py` for the hooks)."""
+"""Algorithms, one file each, registered by name (see `base.py` for the hooks).
 
-from .adpsgd import ADPSGD
-from .allreduce import AllReduce
+Every module in this package is imported here, so a new algorithm is one new file:
+its `@register_algorithm` makes it available by name, with no other edit.
+"""
+
+import importlib
+import pkgutil
+
 from .base import (
     ALGORITHMS,
     IMPLEMENTATIONS,
@@ -10,4 +15,11 @@ from .base import (
     register_algorithm,
 )
 
-__all__ = ["ADPSGD", "ALGORITHMS", "IMPLEMENTATIONS", "AllReduce", "Algorithm", "AlgorithmConfig", "register_algorithm"]
+for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
+    if _module != "base":
+        importlib.import_module(f"{__name__}.{_module}")
+
+from .adpsgd import ADPSGD, ADPSGDIdealised  # noqa: E402  (re-exported for convenience)
+from .allreduce import AllReduce  # noqa: E402
+
+__all__ = ["ADPSGD", "ADPSGDIdealised", "ALGORITHMS", "IMPLEMENTATIONS", "AllReduce", "Algorithm", "AlgorithmConfig", "register_algorithm"]

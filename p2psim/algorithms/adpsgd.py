@@ -1,51 +1,88 @@
-"""AD-PSGD: asynchronous decentralized parallel SGD.
+"""AD-PSGD: asynchronous decentralized parallel SGD, causal on the wire.
 
 Lian, Zhang, Zhang, Liu, "Asynchronous Decentralized Parallel Stochastic Gradient
 Descent", ICML 2018, https://arxiv.org/abs/1710.06952 (Algorithm 1).
 
-A peer that finishes a gradient (computed on the parameters it held when it started)
-picks a neighbour uniformly at random and exchanges models with it: it pushes its
-model, the neighbour replies with its own, and when the reply has arrived the pair is
-averaged atomically, as Algorithm 1 requires; then the gradient is applied. Both
-transfers are paid on the network; the average uses the two models as they are at that
-instant, so gossip preserves the peers' mean.
+Update rule: a peer i that finishes a gradient g (computed on the parameters it held
+when it started) picks a neighbour j uniformly at random and exchanges models with it;
+each side then averages its own current model with the model it *received*, and i
+applies g with the scenario's optimizer: x_j <- (x_j + x_i^sent)/2 when the push
+arrives, x_i <- (x_i + x_j^sent)/2 when the reply arrives, then x_i <- x_i - lr g.
+What is sent: the whole model each way, `model_bytes` bytes (parameters x bytes per
+element). A model copied at send time is what arrives: updates the sender makes while
+the message travels do not reach the receiver (DESIGN decision 4). When nothing else
+touches the pair meanwhile, both end at the exact pairwise mean, as in Algorithm 1.
 
-With `overlap` (the default, as in the paper's implementation, where a communication
-thread runs beside computation) the peer starts its next gradient as soon as it has
-sent its push; a gradient that finishes while the exchange is still in flight waits for
-it, so each peer has at most one exchange and one computation under way. Without
-`overlap` the peer idles until its exchange completes.
+`overlap` (default, as in the paper's implementation, where a communication thread runs
+beside computation): the peer starts its next gradient as soon as it has sent its push;
+a gradient that finishes while the exchange is in flight waits for it. `bipartite`: the
+paper's deadlock-free scheme (Section 4): the graph's two colour classes are active and
+passive; only active peers initiate exchanges, passive peers apply their own gradients
+locally and answer requests. `ADPSGDIdealised` keeps Algorithm 1's instantaneous atomic
+average of both *current* models at reply time: not causal, kept for comparison only.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..engine import GradientJob, Message
+import networkx as nx
+
+from ..config import ScenarioError
+from ..mixing import MixingReport, pairwise_gossip_report
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
-__all__ = ["ADPSGD", "ADPSGDConfig"]
+if TYPE_CHECKING:
+    from ..engine import GradientJob, Message, World
+
+__all__ = ["ADPSGD", "ADPSGDConfig", "ADPSGDIdealised"]
 
 
 @dataclass(frozen=True)
 class ADPSGDConfig(AlgorithmConfig):
-    """Learning rate, and whether computation overlaps the model exchange."""
+    """Whether computation overlaps the exchange, and whether the active/passive scheme is used."""
 
     overlap: bool = True
+    bipartite: bool = False
 
 
 @register_algorithm
 class ADPSGD(Algorithm):
-    """Gradient, then an atomic pairwise average with a random neighbour, then the step."""
+    """Gradient, then a causal pairwise average with a random neighbour, then the step."""
 
     name = "adpsgd"
     config_class = ADPSGDConfig
     needs_connected_graph = True
 
+    @classmethod
+    def check_graph(cls, config: ADPSGDConfig, graph: nx.Graph) -> None:
+        if config.bipartite and graph.number_of_nodes() > 1 and not nx.is_bipartite(graph):
+            raise ScenarioError(
+                "algorithm.bipartite",
+                "the active/passive scheme needs a bipartite graph (ring of even size, torus of even sides, "
+                "hypercube, star); this topology has an odd cycle",
+            )
+
+    def __init__(self, config: ADPSGDConfig, world: World):
+        super().__init__(config, world)
+        self._pairs: Counter[tuple[int, int]] = Counter()  # completed exchanges per unordered pair
+
     def start(self) -> None:
-        self._exchanging = [False] * self.world.n_peers
-        self._held: list[GradientJob | None] = [None] * self.world.n_peers
+        world = self.world
+        self._exchanging = [False] * world.n_peers
+        self._held: list[GradientJob | None] = [None] * world.n_peers
+        self._partners = world.neighbors
+        self._active = [True] * world.n_peers
+        if self.config.bipartite and world.n_peers > 1:
+            colour = nx.bipartite.color(world.setup.graph)
+            self._active = [colour[i] == 1 for i in range(world.n_peers)]
+            self._partners = [[j for j in world.neighbors[i] if not self._active[j]] for i in range(world.n_peers)]
         super().start()
+
+    def mixing(self) -> MixingReport:
+        return pairwise_gossip_report(self.world.n_peers, self._pairs)
 
     def on_gradient(self, job: GradientJob) -> None:
         if self._exchanging[job.peer]:
@@ -55,33 +92,65 @@ class ADPSGD(Algorithm):
 
     def _exchange(self, job: GradientJob) -> None:
         world = self.world
-        neighbours = world.neighbors[job.peer]
-        if not neighbours:
+        partners = self._partners[job.peer]
+        if not partners or not self._active[job.peer]:
             self._apply(job)
             world.compute(job.peer)
             return
-        partner = neighbours[int(world.rng.integers(len(neighbours)))]
+        partner = partners[int(world.rng.integers(len(partners)))]
         self._exchanging[job.peer] = True
-        world.send(job.peer, partner, world.model_bytes, "model", job)
+        self._push(job, partner)
         if self.config.overlap:
             world.compute(job.peer)
 
-    def on_message(self, message: Message) -> None:
+    def _push(self, job: GradientJob, partner: int) -> None:
         world = self.world
-        job: GradientJob = message.payload
+        world.send(job.peer, partner, world.model_bytes, "model", job, row=world.params[job.peer])
+
+    def on_message(self, message: Message) -> None:
         if message.kind == "model":
-            world.send(message.dst, message.src, world.model_bytes, "reply", job)
+            self._answer(message)
             return
+        job: GradientJob = message.payload
         peer = job.peer
-        world.average_rows((peer, message.src))
+        self._merge_reply(message)
+        self._pairs[min(peer, message.src), max(peer, message.src)] += 1
         self._apply(job)
         self._exchanging[peer] = False
         if not self.config.overlap:
-            world.compute(peer)
+            self.world.compute(peer)
         elif self._held[peer] is not None:
             held, self._held[peer] = self._held[peer], None
             self._exchange(held)
 
+    def _answer(self, message: Message) -> None:
+        """The passive side: reply with the model held now, then merge the one that was sent."""
+        world, me = self.world, message.dst
+        world.send(me, message.src, world.model_bytes, "reply", message.payload, row=world.params[me])
+        world.mix_row(me, message.row, 0.5)
+
+    def _merge_reply(self, message: Message) -> None:
+        self.world.mix_row(message.dst, message.row, 0.5)
+
     def _apply(self, job: GradientJob) -> None:
-        """The SGD step with the job's gradient, after the pair average."""
-        self.world.add_to_row(job.peer, self.world.consume(job), alpha=-self.config.lr)
+        """The optimizer step with the job's gradient, after the pair average."""
+        self.world.apply_gradient(job.peer, self.world.consume(job))
+
+
+@register_algorithm
+class ADPSGDIdealised(ADPSGD):
+    """Algorithm 1's atomic average of both current models at reply time: flatters decentralization (not causal)."""
+
+    name = "adpsgd_idealised"
+    config_class = type("ADPSGDIdealisedConfig", (ADPSGDConfig,), {"__doc__": ADPSGDConfig.__doc__})
+
+    def _push(self, job: GradientJob, partner: int) -> None:
+        world = self.world
+        world.send(job.peer, partner, world.model_bytes, "model", job)
+
+    def _answer(self, message: Message) -> None:
+        world = self.world
+        world.send(message.dst, message.src, world.model_bytes, "reply", message.payload)
+
+    def _merge_reply(self, message: Message) -> None:
+        self.world.average_rows((message.dst, message.src))

@@ -8,12 +8,16 @@ is one file with a config dataclass and a subclass of `Algorithm`, registered by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from ..config import ScenarioError
+from ..mixing import MixingReport
+from ..optim import OptimizerSpec, ScheduleSpec
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from ..engine import GradientJob, Message, World
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "register_algorithm"]
@@ -25,6 +29,8 @@ class AlgorithmConfig:
 
     name: ClassVar[str]
     lr: float
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr) and self.lr > 0):
@@ -41,6 +47,14 @@ class Algorithm:
     def __init__(self, config: AlgorithmConfig, world: World):
         self.config = config
         self.world = world
+
+    @classmethod
+    def check_graph(cls, config: AlgorithmConfig, graph: nx.Graph) -> None:
+        """Raise `ScenarioError` if the algorithm cannot run on `graph` with `config` (checked before a run)."""
+
+    def mixing(self) -> MixingReport:
+        """After the run: the spectral gap of the matrix this algorithm mixed with, and its definition."""
+        return MixingReport(None, "not defined: this algorithm does not mix by a gossip matrix", "none")
 
     def start(self) -> None:
         """At time zero: by default every peer starts computing."""

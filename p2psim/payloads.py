@@ -1,0 +1,62 @@
+"""Message payloads as rows of one pooled tensor: what was sent, as it was when it left.
+
+DESIGN decision 4: a message carries a copy of the sender's rows taken at send time.
+Copies live in a `RowPool` with the parameters' layout, so a message in flight costs
+one row of a preallocated tensor (no per-message Python tensor), and the slot is
+reused once the message has been delivered. The pool grows by doubling when more
+messages are in flight than it has rows; memory stays bounded by the peak in flight.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["RowPool"]
+
+
+class RowPool:
+    """A growable `[capacity, n_params]` tensor of payload rows with a free list.
+
+    >>> pool = RowPool(3, capacity=1)
+    >>> a = pool.store(torch.ones(3)); b = pool.store(torch.zeros(3))
+    >>> pool.capacity, pool.in_use, pool.row(a).tolist()
+    (2, 2, [1.0, 1.0, 1.0])
+    >>> pool.release(a); pool.in_use
+    1
+    """
+
+    def __init__(self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32):
+        self._rows = torch.empty(capacity, n_params, dtype=dtype)
+        self._free = list(range(capacity - 1, -1, -1))
+        self.peak_in_use = 0
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated."""
+        return self._rows.shape[0]
+
+    @property
+    def in_use(self) -> int:
+        """Rows holding a payload not yet released."""
+        return self.capacity - len(self._free)
+
+    def store(self, row: torch.Tensor) -> int:
+        """Copy `row` into a free slot (growing the pool if none is free) and return the slot."""
+        if not self._free:
+            old = self.capacity
+            grown = torch.empty(2 * old, self._rows.shape[1], dtype=self._rows.dtype)
+            grown[:old] = self._rows
+            self._rows = grown
+            self._free = list(range(2 * old - 1, old - 1, -1))
+        slot = self._free.pop()
+        self._rows[slot].copy_(row)
+        self.peak_in_use = max(self.peak_in_use, self.in_use)
+        return slot
+
+    def row(self, slot: int) -> torch.Tensor:
+        """The stored row (a view: valid until the slot is released)."""
+        return self._rows[slot]
+
+    def release(self, slot: int) -> None:
+        """Give the slot back for reuse."""
+        self._free.append(slot)
