@@ -249,6 +249,10 @@ class World:
         self.params[peer].lerp_(incoming, weight)
         self._versions[peer] += 1
 
+    def schedule(self, delay_s: float, peer: int, action: Callable[[], None]) -> None:
+        """Run `action()` for `peer` after `delay_s` simulated seconds (a timer: a timeout, a period)."""
+        self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action))
+
     def average_rows(self, peers: tuple[int, ...] | list[int]) -> None:
         """Set the given rows to their mean, at this instant (an atomic average)."""
         if len(peers) == 2:  # the gossip hot path: two in-place row operations, no index tensor
@@ -312,7 +316,10 @@ class World:
 
     def _call(self, peer: int, hook: str, argument: Any) -> None:
         try:
-            getattr(self.algorithm, hook)(argument)
+            if hook == "timer":
+                argument()
+            else:
+                getattr(self.algorithm, hook)(argument)
         except SimulationError:
             raise
         except Exception as error:
@@ -359,7 +366,7 @@ class World:
         if self.history and self.history[-1]["time_s"] == self.now and self.history[-1]["samples"] == self.samples:
             return
         evaluator = self._evaluator
-        average = self.params.mean(dim=0)
+        average = self.algorithm.evaluated_model()
         loss, accuracy = evaluator.single(average)
         peer_loss, peer_accuracy = evaluator.rows(self.params)
         if math.isnan(self._initial_loss):

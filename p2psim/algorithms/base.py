@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+import torch
+
 from ..config import ScenarioError
 from ..mixing import MixingReport
 from ..optim import OptimizerSpec, ScheduleSpec
@@ -55,6 +57,10 @@ class Algorithm:
     def mixing(self) -> MixingReport:
         """After the run: the spectral gap of the matrix this algorithm mixed with, and its definition."""
         return MixingReport(None, "not defined: this algorithm does not mix by a gossip matrix", "none")
+
+    def evaluated_model(self) -> torch.Tensor:
+        """The model the history's `loss` and `accuracy` describe: by default the peers' average."""
+        return self.world.params.mean(dim=0)
 
     def start(self) -> None:
         """At time zero: by default every peer starts computing."""
