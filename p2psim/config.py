@@ -60,7 +60,7 @@ class Range:
     """The values a numeric field can take: a closed or open interval, and why its ends are there.
 
     >>> Range(0, 1, low_open=True).contains(0.0), str(Range(1, 10**6))
-    (False, '[1, 1e+06]')
+    (False, '[1, 1e6]')
     """
 
     low: float
@@ -76,7 +76,7 @@ class Range:
         return bool(above and below)
 
     def __str__(self) -> str:
-        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        return f"{'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
 
     def check(self, value: Any, field: str) -> None:
         """Raise `ScenarioError` on `field` unless `value` (a number, or each item of a list or table) is in range."""
@@ -89,6 +89,17 @@ class Range:
         elif value is not None and not self.contains(value):
             why = f" ({self.why})" if self.why else ""
             raise ScenarioError(field, f"must be in {self}, got {value!r}{why}")
+
+
+def _number(x: float) -> str:
+    """A range's end as a reader writes it: 1000, 1e6, 1048576, 0.001, 1e-9.
+
+    >>> [_number(x) for x in (1000, 10**6, 2**20, 1e9, 1e-3, 1e-9, 0)]
+    ['1000', '1e6', '1048576', '1e9', '0.001', '1e-9', '0']
+    """
+    if isinstance(x, int) and not (x >= 10**4 and str(x).rstrip("0") == "1"):
+        return str(x)
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
 def bounded(default: Any = dataclasses.MISSING, *, low: float, high: float, low_open: bool = False,

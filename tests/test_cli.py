@@ -86,7 +86,7 @@ def test_validate_good_file(tiny, capsys):
         ("lr = 0.1", "lr = 0.1\nmomentum = 0.9", ["algorithm", "unknown key 'momentum'"]),
         ('kind = "ring"', 'kind = "erdos_renyi"\np = 0.0', ["topology", "disconnected", "'adpsgd'"]),
         ("links = { fibre = 4 }", "links = { lab = 4 }\n[[network.links]]\nname = \"lab\"\nup_mbps = -10.0\ndown_mbps = 10.0",
-         ["network.links[0].up_mbps", "must be in [0.001, 1e+09]", "-10"]),
+         ["network.links[0].up_mbps", "must be in [0.001, 1e9]", "-10"]),
         ("[stop]\nsamples = 100000", "", ["stop", "is required"]),
         ('name = "least_squares"', 'name = "least_squares', ["not valid TOML"]),
     ],

@@ -99,19 +99,19 @@ BAD_CASES = [
     pytest.param(
         _set("network.links.0.up_mbps", 0),
         "network.links[0].up_mbps",
-        ["must be in [0.001, 1e+09]", "got 0"],
+        ["must be in [0.001, 1e9]", "got 0"],
         id="zero-bandwidth",
     ),
     pytest.param(
         _set("network.links.0.down_mbps", -5),
         "network.links[0].down_mbps",
-        ["must be in [0.001, 1e+09]", "got -5"],
+        ["must be in [0.001, 1e9]", "got -5"],
         id="negative-bandwidth",
     ),
     pytest.param(
         _set("network.links.0.latency_ms", -1),
         "network.links[0].latency_ms",
-        ["must be in [0, 1e+06]", "got -1"],
+        ["must be in [0, 1e6]", "got -1"],
         id="negative-latency",
     ),
     pytest.param(
@@ -219,7 +219,7 @@ BAD_CASES = [
     pytest.param(
         _set("data", {"partition": "dirichlet"}), "data.alpha", ["required", "dirichlet"], id="dirichlet-no-alpha"
     ),
-    pytest.param(_set("data.batch_size", 0), "data.batch_size", ["must be in [1, 1e+06]", "got 0"], id="zero-batch"),
+    pytest.param(_set("data.batch_size", 0), "data.batch_size", ["must be in [1, 1e6]", "got 0"], id="zero-batch"),
     pytest.param(_drop("stop"), "stop", ["is required"], id="missing-stop"),
     pytest.param(_drop("task"), "task", ["is required"], id="missing-task"),
     pytest.param(_drop("peers.links"), "peers.links", ["is required"], id="missing-peers-links"),
@@ -256,7 +256,7 @@ BAD_CASES = [
         id="utilisation-above-1",
     ),
     pytest.param(_set("task.n_samples", 3), "peers.count", ["4 peers", "training samples"], id="more-peers-than-samples"),
-    pytest.param(_set("seed", -1), "seed", ["must be in [0, 9.22337e+18]", "got -1"], id="negative-seed"),
+    pytest.param(_set("seed", -1), "seed", ["must be in [0, 9223372036854775807]", "got -1"], id="negative-seed"),
     pytest.param(_set("seed", True), "seed", ["integer", "True"], id="seed-bool"),
     pytest.param(_set("peers.count", True), "peers.count", ["integer", "True"], id="count-bool"),
     pytest.param(
@@ -277,7 +277,7 @@ BAD_CASES = [
     pytest.param(
         _set("workload", {"name": "x", "flops_per_sample": 1e9, "params": -1}),
         "workload.params",
-        ["must be in (0, 1e+13]", "got -1"],
+        ["must be in (0, 1e13]", "got -1"],
         id="optional-table-keeps-sub-field-of-post-init",
     ),
     pytest.param(

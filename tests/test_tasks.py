@@ -1,6 +1,8 @@
 """Tasks: deterministic builds, clean splits, exact optimum, and the engine's vmap(grad) contract."""
 
 import copy
+import math
+import re
 
 import numpy as np
 import pytest
@@ -192,10 +194,35 @@ def test_logistic_classes_are_balanced_and_separable():
         (lambda: LeastSquares(eval_fraction=1.0), "eval_fraction"),
         (lambda: LeastSquares(condition_number=0.5), "condition_number"),
         (lambda: Logistic(n_classes=1), "n_classes"),
-        (lambda: DigitsMLP(hidden=(0,)), "hidden"),
+        (lambda: DigitsMLP(hidden=(0,)), "hidden[0]"),
+        (lambda: DigitsMLP(hidden=(8,) * 65), "hidden"),
+        (lambda: LeastSquares(n_features=9223372036854775807), "n_features"),
+        (lambda: LeastSquares(eval_fraction=1e-9), "eval_fraction"),
+        (lambda: Logistic(n_samples=10**12), "n_samples"),
+        (lambda: Logistic(class_separation=math.inf), "class_separation"),
     ],
 )
 def test_bad_options_fail_naming_the_field(make, field):
-    with pytest.raises(ScenarioError, match=f"^{field}: ") as error:
+    with pytest.raises(ScenarioError, match=rf"^{re.escape(field)}: ") as error:
         make()
     assert error.value.field == field
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_sizes_by_arithmetic_match_the_build(name):
+    task = SMALL[name]
+    sizes, built = task.sizes(), task.build(0)
+    assert (sizes.n_train, sizes.n_eval) == (len(built.y_train), len(built.y_eval))
+    assert sizes.n_features == built.x_train.shape[1] and sizes.n_classes == built.n_classes
+    if sizes.n_classes is not None:
+        assert list(sizes.train_class_counts) == np.bincount(built.y_train.numpy(), minlength=sizes.n_classes).tolist()
+    model = task.model()
+    assert sum(p.numel() for p in model.parameters()) == built.n_params
+    assert all(p.is_meta for p in model.parameters())
+    assert sizes.build_s >= 0
+
+
+def test_large_least_squares_build_is_estimated_not_run():
+    sizes = LeastSquares(n_samples=2000, n_features=5000).sizes()
+    assert sizes.n_train == 1600
+    assert 10 < sizes.build_s < 600  # O(d^3): tens of seconds on one core, known before building

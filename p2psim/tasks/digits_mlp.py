@@ -12,13 +12,17 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from p2psim.config import bounded, check_ranges
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
+    TaskSizes,
     cross_entropy,
     register_task,
     require,
+    require_split,
+    split_sizes,
     train_eval_split,
 )
 
@@ -26,6 +30,8 @@ __all__ = ["DigitsMLP"]
 
 N_FEATURES = 64  # 8 x 8 pixels
 N_CLASSES = 10
+CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)  # images of each digit in load_digits()
+MAX_LAYERS = 64
 
 
 def mlp(widths: tuple[int, ...]) -> torch.nn.Sequential:
@@ -48,13 +54,27 @@ class DigitsMLP(Task):
 
     name = "digits_mlp"
 
-    hidden: tuple[int, ...] = (64,)
-    eval_fraction: float = 0.2
+    hidden: tuple[int, ...] = bounded((64,), low=1, high=2**20)  # each width; the memory check bounds their product
+    eval_fraction: float = bounded(0.2, low=0, high=1, low_open=True, high_open=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))  # a TOML array arrives as a list
-        require(self, "hidden", all(width >= 1 for width in self.hidden), "widths must be >= 1")
-        require(self, "eval_fraction", 0 < self.eval_fraction < 1, "must be in (0, 1)")
+        check_ranges(self)
+        require(self, "hidden", len(self.hidden) <= MAX_LAYERS, f"must have at most {MAX_LAYERS} layers")
+        require_split(self, list(CLASS_COUNTS))
+
+    def model(self) -> torch.nn.Module:
+        """The MLP template on the meta device."""
+        return mlp((N_FEATURES, *self.hidden, N_CLASSES))
+
+    def sizes(self) -> TaskSizes:
+        """Counts of the stratified split of the 1797 images; loading them costs next to nothing."""
+        train, held_out = split_sizes(list(CLASS_COUNTS), self.eval_fraction)
+        return TaskSizes(
+            n_train=sum(train), n_eval=sum(held_out), n_features=N_FEATURES, n_classes=N_CLASSES,
+            train_class_counts=tuple(train), build_draws=sum(CLASS_COUNTS), build_flops=0.0,
+            build_bytes=24.0 * sum(CLASS_COUNTS) * N_FEATURES,
+        )
 
     def build(self, seed: int) -> TaskData:
         """Load the digits, split them stratified, and draw the initial parameters."""
@@ -63,5 +83,4 @@ class DigitsMLP(Task):
         labels = digits.target.astype(np.int64)
         rng = stream(seed, "data")
         train, held_out = train_eval_split(len(labels), self.eval_fraction, rng, labels)
-        model = mlp((N_FEATURES, *self.hidden, N_CLASSES))
-        return TaskData.from_split(model, seed, x, labels, (train, held_out), cross_entropy, n_classes=N_CLASSES)
+        return TaskData.from_split(self.model(), seed, x, labels, (train, held_out), cross_entropy, n_classes=N_CLASSES)

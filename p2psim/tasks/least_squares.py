@@ -14,12 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from p2psim.config import bounded, check_ranges
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
+    TaskSizes,
     register_task,
-    require,
+    require_split,
+    split_sizes,
     train_eval_split,
 )
 
@@ -43,18 +46,31 @@ class LeastSquares(Task):
 
     name = "least_squares"
 
-    n_samples: int = 2000
-    n_features: int = 20
-    noise: float = 0.1
-    eval_fraction: float = 0.2
-    condition_number: float = 10.0
+    n_samples: int = bounded(2000, low=2, high=10**8)
+    # the build draws a d x d rotation and solves for the optimum: O(d^3), ~10 min at 10^4 on one core
+    n_features: int = bounded(20, low=1, high=10**4)
+    noise: float = bounded(0.1, low=0, high=1e6)  # targets stay far from float32 overflow when squared
+    eval_fraction: float = bounded(0.2, low=0, high=1, low_open=True, high_open=True)
+    condition_number: float = bounded(10.0, low=1, high=1e12)
 
     def __post_init__(self) -> None:
-        require(self, "n_features", self.n_features >= 1, "must be >= 1")
-        require(self, "n_samples", self.n_samples >= 2, "must be >= 2")
-        require(self, "noise", self.noise >= 0, "must be >= 0")
-        require(self, "eval_fraction", 0 < self.eval_fraction < 1, "must be in (0, 1)")
-        require(self, "condition_number", self.condition_number >= 1, "must be >= 1")
+        check_ranges(self)
+        require_split(self, [self.n_samples])
+
+    def model(self) -> torch.nn.Module:
+        """Linear(n_features, 1) without bias, on the meta device."""
+        return torch.nn.Linear(self.n_features, 1, bias=False, device="meta")
+
+    def sizes(self) -> TaskSizes:
+        """Counts of the split; the build's QR and least-squares solve cost O(d^3 + n d^2)."""
+        (n_train,), (n_eval,) = split_sizes([self.n_samples], self.eval_fraction)
+        n, d = self.n_samples, self.n_features
+        return TaskSizes(
+            n_train=n_train, n_eval=n_eval, n_features=d, n_classes=None, train_class_counts=None,
+            build_draws=d * d + n * d + n + d,
+            build_flops=12.0 * d**3 + 6.0 * n * d * d,  # QR (~4 d^3), rotation (2 n d^2), SVD solve (~4 n d^2 + 8 d^3)
+            build_bytes=40.0 * n * d + 24.0 * d * d,  # float64 draws, rotated copy, float32 copy, solver workspace
+        )
 
     def build(self, seed: int) -> TaskData:
         """Generate the data, split it, and compute the exact training optimum."""
@@ -71,5 +87,4 @@ class LeastSquares(Task):
         x_fit, y_fit = x[train].astype(np.float64), y[train].astype(np.float64)
         w_star = np.linalg.lstsq(x_fit, y_fit, rcond=None)[0]
         optimum_loss = float(0.5 * np.mean((x_fit @ w_star - y_fit) ** 2))
-        model = torch.nn.Linear(d, 1, bias=False, device="meta")
-        return TaskData.from_split(model, seed, x, y, (train, held_out), half_mse, n_classes=None, optimum_loss=optimum_loss)
+        return TaskData.from_split(self.model(), seed, x, y, (train, held_out), half_mse, n_classes=None, optimum_loss=optimum_loss)

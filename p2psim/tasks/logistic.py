@@ -13,13 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from p2psim.config import bounded, check_ranges
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
     Task,
     TaskData,
+    TaskSizes,
     cross_entropy,
     register_task,
     require,
+    require_split,
+    split_sizes,
     train_eval_split,
 )
 
@@ -38,18 +42,37 @@ class Logistic(Task):
 
     name = "logistic"
 
-    n_samples: int = 2000
-    n_features: int = 20
-    n_classes: int = 4
-    class_separation: float = 2.0
-    eval_fraction: float = 0.2
+    n_samples: int = bounded(2000, low=2, high=10**8)
+    n_features: int = bounded(20, low=1, high=10**5)
+    n_classes: int = bounded(4, low=2, high=1000)
+    class_separation: float = bounded(2.0, low=0, high=1e4)  # logits stay far from float32 overflow
+    eval_fraction: float = bounded(0.2, low=0, high=1, low_open=True, high_open=True)
 
     def __post_init__(self) -> None:
-        require(self, "n_features", self.n_features >= 1, "must be >= 1")
-        require(self, "n_classes", self.n_classes >= 2, "must be >= 2")
+        check_ranges(self)
         require(self, "n_samples", self.n_samples >= 2 * self.n_classes, "must be >= 2 * n_classes")
-        require(self, "class_separation", self.class_separation >= 0, "must be >= 0")
-        require(self, "eval_fraction", 0 < self.eval_fraction < 1, "must be in (0, 1)")
+        require_split(self, self._class_sizes())
+
+    def _class_sizes(self) -> list[int]:
+        """Samples of each label: the labels are a permutation of ``arange(n_samples) % n_classes``."""
+        base, extra = divmod(self.n_samples, self.n_classes)
+        return [base + (label < extra) for label in range(self.n_classes)]
+
+    def model(self) -> torch.nn.Module:
+        """Linear(n_features, n_classes) with bias, on the meta device."""
+        return torch.nn.Linear(self.n_features, self.n_classes, device="meta")
+
+    def sizes(self) -> TaskSizes:
+        """Counts of the stratified split; the build draws and copies O(n d) numbers."""
+        train, held_out = split_sizes(self._class_sizes(), self.eval_fraction)
+        n, d = self.n_samples, self.n_features
+        return TaskSizes(
+            n_train=sum(train), n_eval=sum(held_out), n_features=d, n_classes=self.n_classes,
+            train_class_counts=tuple(train),
+            build_draws=n * d + n + self.n_classes * d,
+            build_flops=4.0 * n * d,
+            build_bytes=36.0 * n * d,  # float64 noise and class means, the float32 sum, and its split copies
+        )
 
     def build(self, seed: int) -> TaskData:
         """Draw the mixture, split it stratified, and draw the initial parameters."""
@@ -60,5 +83,4 @@ class Logistic(Task):
         noise = rng.standard_normal((self.n_samples, self.n_features))
         x = (self.class_separation * directions[labels] + noise).astype(np.float32)
         train, held_out = train_eval_split(self.n_samples, self.eval_fraction, rng, labels)
-        model = torch.nn.Linear(self.n_features, self.n_classes, device="meta")
-        return TaskData.from_split(model, seed, x, labels, (train, held_out), cross_entropy, n_classes=self.n_classes)
+        return TaskData.from_split(self.model(), seed, x, labels, (train, held_out), cross_entropy, n_classes=self.n_classes)
