@@ -147,6 +147,7 @@ class World:
         self._evaluator = Evaluator(task)
 
         self.steps = 0
+        self._instant, self._steps_before_instant = -1.0, 0
         self.samples = 0
         self.gradients_computed = 0
         self.peer_steps = np.zeros(self.n_peers, dtype=np.int64)
@@ -207,11 +208,14 @@ class World:
 
         Two staleness measures are kept: row staleness (updates the peer's own row received
         since its snapshot) and the global delay of Lian et al. 2018 (gradients applied
-        anywhere in the system between the read and this write). Stopping rules count
-        consumed gradients.
+        anywhere in the system after the read and at an earlier instant than this write,
+        so a synchronous round's gradients have delay 0). Stopping rules count consumed
+        gradients.
         """
+        if self.now != self._instant:  # gradients applied at this same instant are one update, not delays
+            self._instant, self._steps_before_instant = self.now, self.steps
         row_staleness = int(self._versions[job.peer]) - job.version
-        global_delay = self.steps - job.global_step
+        global_delay = self._steps_before_instant - job.global_step
         self.steps += 1
         self.samples += len(job.batch)
         self.peer_steps[job.peer] += 1
