@@ -8,6 +8,7 @@ is one file with a config dataclass and a subclass of `Algorithm`, registered by
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from ..engine import GradientJob, Message, World
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "register_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "algorithm_catalogue", "register_algorithm"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,19 @@ def register_algorithm(cls: A) -> A:
     ALGORITHMS[cls.name] = cls.config_class
     IMPLEMENTATIONS[cls.name] = cls
     return cls
+
+
+def algorithm_catalogue() -> list[tuple[str, str, str]]:
+    """(name, what it does, its paper) for every registered algorithm, from its docstrings.
+
+    The paper is the second paragraph of the algorithm's module docstring, where each
+    algorithm file cites it; the summary is the class docstring's first line.
+    """
+    rows = []
+    for name, cls in sorted(IMPLEMENTATIONS.items()):
+        module = sys.modules[cls.__module__].__doc__ or ""
+        paragraphs = [" ".join(p.split()) for p in module.split("\n\n") if p.strip()]
+        paper = paragraphs[1] if len(paragraphs) > 1 else ""
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else paragraphs[0] if paragraphs else ""
+        rows.append((name, summary, paper))
+    return rows
