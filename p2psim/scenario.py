@@ -28,6 +28,7 @@ import tomli_w
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
 from .hardware import PRECISIONS
+from .netmodel import NetworkModel
 from .partition import PARTITIONS
 from .tasks import TASKS, Task
 from .topology import MIXING_RULES, TOPOLOGY_PARAMS, edges_of
@@ -115,8 +116,8 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
-    """Link profiles beyond the catalogue's."""
+class NetworkSpec(NetworkModel):
+    """How links are shared and used (fields of `NetworkModel`), and link profiles beyond the catalogue's."""
 
     links: tuple[LinkSpec, ...] = ()
 
