@@ -27,6 +27,7 @@ import tomli_w
 
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
+from .energy_spec import EnergySpec
 from .hardware import PRECISIONS
 from .netmodel import NetworkModel
 from .partition import PARTITIONS
@@ -321,6 +322,7 @@ class Scenario:
     topology: TopologySpec = field(default_factory=TopologySpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
+    energy: EnergySpec = field(default_factory=EnergySpec)  # kWh, CO2 and money: clock, sites, grids, choices
 
     def __post_init__(self) -> None:
         check_ranges(self)
