@@ -120,7 +120,9 @@ class World:
         self.neighbors: list[list[int]] = [sorted(setup.graph.neighbors(i)) for i in range(self.n_peers)]
         self.rng = stream(scenario.seed, "algorithm")
         self.model_bytes = setup.model_bytes
-        self.network = Network(self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s)
+        self.network = Network(
+            self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s, scenario.network, scenario.seed
+        )
 
         self._progress = progress
         self._batch_gradients = scenario.engine.batch_gradients

@@ -2,17 +2,23 @@
 
 DESIGN decision 3: a message of S bytes from i to j arrives latency(i, j) + S / bandwidth
 after it is sent, where a peer's access links are shared by its concurrent transfers.
+How they are shared, and what TCP, headers and fluctuating capacity add, is the
+`netmodel.NetworkModel` the network is built with.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import simpy
+
+from .maxmin import max_min_rates
+from .netmodel import NetworkModel, VariabilitySpec, loss_limited_rate
+from .seeding import stream
 
 __all__ = ["Network"]
 
@@ -26,12 +32,16 @@ _CRUMB_RELATIVE = 1e-12
 class _Flow:
     """A message in flight: bytes left to serialise, its current rate, when they were last accounted.
 
-    ``token`` counts reschedules, so a completion timeout scheduled at an old rate is ignored.
+    ``up`` and ``down`` are the link indices it crosses; ``bound`` caps its rate alone (TCP
+    window, loss-limited rate). ``token`` counts reschedules, so a completion timeout
+    scheduled at an old rate is ignored.
     """
 
     flow_id: int
     src: int
     dst: int
+    up: int
+    down: int
     remaining_bytes: float
     crumb_bytes: float
     latency_s: float
@@ -40,20 +50,57 @@ class _Flow:
     rate_bytes_per_s: float = 0.0
     updated_s: float = 0.0
     token: int = 0
+    bound: float = math.inf
+    ceiling: float = math.inf  # the bound once slow start is over
+    window_bytes: float = 0.0
+    rtt_s: float = 0.0
+    in_flight: bool = True
+
+
+class _Fluctuation:
+    """Each link's capacity factor per period: mean-one log-normal, one draw per link per period, in order.
+
+    A link's draws come from its own stream and are consumed one per period whether or
+    not the link was busy, so a factor does not depend on when it is asked for.
+    """
+
+    def __init__(self, spec: VariabilitySpec, n_peers: int, seed: int):
+        self.period_s = spec.period_s
+        self._sigma = spec.sigma
+        self._n_peers = n_peers
+        self._seed = seed
+        self._rngs: dict[int, np.random.Generator] = {}
+        self._period = [-1] * (2 * n_peers)
+        self._factor = [1.0] * (2 * n_peers)
+
+    def factor(self, link: int, period: int) -> float:
+        """The factor of `link` (uplinks 0..n-1, downlinks n..2n-1) in `period` (periods never go back)."""
+        behind = period - self._period[link]
+        if behind > 0:
+            rng = self._rngs.get(link)
+            if rng is None:
+                peer, direction = link % self._n_peers, ("uplink", "downlink")[link // self._n_peers]
+                rng = self._rngs[link] = stream(self._seed, f"{direction}_capacity", peer)
+            z = float(rng.standard_normal(behind)[-1])
+            self._factor[link] = math.exp(self._sigma * z - self._sigma**2 / 2)
+            self._period[link] = period
+        return self._factor[link]
 
 
 class Network:
     """Flow-level model of messages over per-peer access links.
 
-    A message of S bytes from ``src`` to ``dst`` is a flow whose rate at any instant is
-    ``min(uplink[src] / flows on src's uplink, downlink[dst] / flows on dst's downlink)``:
-    each link is shared equally by the transfers in flight on it. Simplification: capacity
-    a flow leaves unused because it is limited on its other link is not redistributed to
-    the other flows of the link. Rates change only when a flow starts or ends on one of a
-    flow's two links. When the last byte has been serialised the message propagates for
-    ``latency_s(src, dst)`` (looked up when it is sent), then ``on_delivered()`` is called.
-    A lone message thus arrives after L + S / min(up, down); an empty one after L.
-    Latency is not a link resource: messages in propagation do not share anything.
+    A message of S bytes from ``src`` to ``dst`` (plus ``message_overhead_bytes``) is a flow
+    over ``src``'s uplink and ``dst``'s downlink. With ``sharing = "max_min"`` (default) the
+    flows in flight get max-min fair rates (progressive filling, `maxmin.max_min_rates`),
+    recomputed when a flow starts or ends, or its bound or a capacity changes, over the
+    connected component of flows sharing links with the change only. With
+    ``"equal_share"`` a flow's rate is ``min(uplink / flows on it, downlink / flows on it)``
+    and capacity a flow leaves unused is not redistributed. When the last byte has been
+    serialised the message propagates for ``latency_s(src, dst)`` (x TCP's latency factor),
+    then ``on_delivered()`` is called. Without TCP or variability a lone message arrives
+    after L + S / min(up, down); an empty one after L. Latency is not a link resource.
+    ``bytes_sent`` and ``bytes_received`` count bytes on the wire, overhead included.
     """
 
     def __init__(
@@ -62,6 +109,8 @@ class Network:
         uplink_bytes_per_s: Sequence[float],
         downlink_bytes_per_s: Sequence[float],
         latency_s: Callable[[int, int], float],
+        model: NetworkModel | None = None,
+        seed: int = 0,
     ) -> None:
         if len(uplink_bytes_per_s) != len(downlink_bytes_per_s):
             raise ValueError(
@@ -73,14 +122,23 @@ class Network:
                 if not (math.isfinite(value) and value > 0):
                     raise ValueError(f"{name}[{peer}] must be finite and > 0, got {value}")
         self.env = env
+        self.model = NetworkModel() if model is None else model
         self.n_peers = len(uplink_bytes_per_s)
-        # Python floats: indexing them is cheaper than numpy scalars in the event loop.
-        self._uplink = [float(value) for value in uplink_bytes_per_s]
-        self._downlink = [float(value) for value in downlink_bytes_per_s]
+        tcp = self.model.tcp
+        goodput = tcp.bandwidth_factor if tcp is not None else 1.0
+        # Links 0..n-1 are uplinks, n..2n-1 downlinks; Python floats index faster than numpy scalars.
+        self._base = [float(v) * goodput for v in uplink_bytes_per_s] + [float(v) * goodput for v in downlink_bytes_per_s]
+        self._capacity = list(self._base)
         self._latency_s = latency_s
+        self._latency_factor = tcp.latency_factor if tcp is not None else 1.0
+        self._max_min = self.model.sharing == "max_min"
         # Flows on each link, keyed by flow id in start order (dicts keep insertion order).
-        self._on_uplink: list[dict[int, _Flow]] = [{} for _ in range(self.n_peers)]
-        self._on_downlink: list[dict[int, _Flow]] = [{} for _ in range(self.n_peers)]
+        self._flows_on: list[dict[int, _Flow]] = [{} for _ in range(2 * self.n_peers)]
+        self._in_flight = 0
+        variability = self.model.variability
+        self._fluctuation = _Fluctuation(variability, self.n_peers, seed) if variability is not None else None
+        self._period = 0
+        self._boundary_pending = False
         self._flow_ids = itertools.count()
         self.bytes_sent = np.zeros(self.n_peers, dtype=np.float64)
         self.bytes_received = np.zeros(self.n_peers, dtype=np.float64)
@@ -98,40 +156,132 @@ class Network:
         latency_s = float(self._latency_s(src, dst))
         if not (math.isfinite(latency_s) and latency_s >= 0):
             raise ValueError(f"latency_s({src}, {dst}) must be finite and >= 0, got {latency_s}")
-        self.bytes_sent[src] += nbytes
+        wire_bytes = float(nbytes) + self.model.message_overhead_bytes
+        self.bytes_sent[src] += wire_bytes
         self.messages_sent += 1
         flow = _Flow(
             flow_id=next(self._flow_ids),
             src=src,
             dst=dst,
-            remaining_bytes=float(nbytes),
-            crumb_bytes=max(_CRUMB_BYTES, _CRUMB_RELATIVE * nbytes),
-            latency_s=latency_s,
-            nbytes=float(nbytes),
+            up=src,
+            down=self.n_peers + dst,
+            remaining_bytes=wire_bytes,
+            crumb_bytes=max(_CRUMB_BYTES, _CRUMB_RELATIVE * wire_bytes),
+            latency_s=latency_s * self._latency_factor,
+            nbytes=wire_bytes,
             on_delivered=on_delivered,
             updated_s=self.env.now,
         )
         if flow.remaining_bytes <= flow.crumb_bytes:
             self._propagate(flow)
             return
-        self._on_uplink[src][flow.flow_id] = flow
-        self._on_downlink[dst][flow.flow_id] = flow
-        self._update_rates(src, dst)
+        if self.model.tcp is not None:
+            self._start_tcp(flow, 2.0 * latency_s)
+        self._flows_on[flow.up][flow.flow_id] = flow
+        self._flows_on[flow.down][flow.flow_id] = flow
+        self._in_flight += 1
+        if self._fluctuation is not None:
+            self._track_period(flow)
+        self._reshare((flow.up, flow.down))
 
-    def _update_rates(self, src: int, dst: int) -> None:
-        """Give new rates to the flows on src's uplink and dst's downlink, the only ones whose share changed."""
-        for flow in self._on_uplink[src].values():
-            self._set_rate(flow)
-        for flow in self._on_downlink[dst].values():
-            if flow.src != src:  # a src -> dst flow was already updated with the uplink
-                self._set_rate(flow)
+    def _start_tcp(self, flow: _Flow, rtt_s: float) -> None:
+        """Bound the flow by its TCP window and loss-limited rate; in slow start, double the window every RTT."""
+        tcp = self.model.tcp
+        assert tcp is not None
+        if rtt_s == 0.0:
+            return  # no round trip: a window never limits
+        flow.rtt_s = rtt_s
+        flow.ceiling = min(tcp.max_window_bytes / rtt_s, loss_limited_rate(tcp.mss_bytes, rtt_s, tcp.loss_rate))
+        flow.bound = flow.ceiling
+        if tcp.slow_start:
+            flow.window_bytes = float(tcp.initial_window_segments * tcp.mss_bytes)
+            if flow.window_bytes / rtt_s < flow.ceiling:
+                flow.bound = flow.window_bytes / rtt_s
+                self._after(rtt_s, lambda: self._grow_window(flow))
 
-    def _set_rate(self, flow: _Flow) -> None:
-        """Account the flow's progress at its old rate, then reschedule its end at the new one."""
-        rate = min(
-            self._uplink[flow.src] / len(self._on_uplink[flow.src]),
-            self._downlink[flow.dst] / len(self._on_downlink[flow.dst]),
+    def _grow_window(self, flow: _Flow) -> None:
+        """One RTT of slow start has passed: the window doubles, up to the ceiling."""
+        if not flow.in_flight:
+            return
+        flow.window_bytes *= 2.0
+        rate = flow.window_bytes / flow.rtt_s
+        if rate < flow.ceiling:
+            flow.bound = rate
+            self._after(flow.rtt_s, lambda: self._grow_window(flow))
+        else:
+            flow.bound = flow.ceiling
+        self._reshare((flow.up, flow.down))
+
+    def _track_period(self, flow: _Flow) -> None:
+        """Give the flow's links their capacity in the current period; keep a period boundary scheduled."""
+        fluctuation = self._fluctuation
+        assert fluctuation is not None
+        if not self._boundary_pending:
+            self._period = max(self._period, int(self.env.now // fluctuation.period_s))
+            self._boundary_pending = True
+            self._after(max((self._period + 1) * fluctuation.period_s - self.env.now, 0.0), self._next_period)
+        for link in (flow.up, flow.down):
+            self._capacity[link] = self._base[link] * fluctuation.factor(link, self._period)
+
+    def _next_period(self) -> None:
+        """A period boundary: busy links take their new capacity, and every flow is reshared."""
+        self._boundary_pending = False
+        if not self._in_flight:
+            return  # idle: the next send schedules the boundary after it
+        fluctuation = self._fluctuation
+        assert fluctuation is not None
+        self._period += 1
+        busy = [link for link, flows in enumerate(self._flows_on) if flows]
+        for link in busy:
+            self._capacity[link] = self._base[link] * fluctuation.factor(link, self._period)
+        self._boundary_pending = True
+        self._after(fluctuation.period_s, self._next_period)
+        self._reshare(busy)
+
+    def _after(self, delay_s: float, action: Callable[[], None]) -> None:
+        """Run `action` after `delay_s` of virtual time."""
+        self.env.timeout(delay_s).callbacks.append(lambda _event: action())
+
+    def _reshare(self, links: Iterable[int]) -> None:
+        """Give new rates to the flows whose rate may have changed with `links`' flows, bounds or capacities."""
+        if self._max_min:
+            flows = self._component(links)
+            if flows:
+                rates = max_min_rates([(f.up, f.down) for f in flows], self._capacity, [f.bound for f in flows])
+                for flow, rate in zip(flows, rates):
+                    self._set_rate(flow, rate)
+            return
+        seen: set[int] = set()
+        for link in links:
+            for flow_id, flow in self._flows_on[link].items():
+                if flow_id not in seen:
+                    seen.add(flow_id)
+                    self._set_rate(flow, self._equal_share(flow))
+
+    def _equal_share(self, flow: _Flow) -> float:
+        """The smaller of the flow's equal shares of its two links, within its own bound."""
+        up, down = flow.up, flow.down
+        return min(
+            self._capacity[up] / len(self._flows_on[up]), self._capacity[down] / len(self._flows_on[down]), flow.bound
         )
+
+    def _component(self, links: Iterable[int]) -> list[_Flow]:
+        """The flows connected to `links` through shared links, in start order: all that max-min may change."""
+        seen = set(links)
+        todo = list(seen)
+        flows: dict[int, _Flow] = {}
+        while todo:
+            for flow_id, flow in self._flows_on[todo.pop()].items():
+                if flow_id not in flows:
+                    flows[flow_id] = flow
+                    for link in (flow.up, flow.down):
+                        if link not in seen:
+                            seen.add(link)
+                            todo.append(link)
+        return [flows[flow_id] for flow_id in sorted(flows)]
+
+    def _set_rate(self, flow: _Flow, rate: float) -> None:
+        """Account the flow's progress at its old rate, then reschedule its end at the new one."""
         if rate == flow.rate_bytes_per_s:
             return
         now = self.env.now
@@ -149,9 +299,11 @@ class Network:
         """The flow's last byte is on the wire: free its links and let it propagate."""
         if token != flow.token:
             return
-        del self._on_uplink[flow.src][flow.flow_id]
-        del self._on_downlink[flow.dst][flow.flow_id]
-        self._update_rates(flow.src, flow.dst)
+        flow.in_flight = False
+        self._in_flight -= 1
+        del self._flows_on[flow.up][flow.flow_id]
+        del self._flows_on[flow.down][flow.flow_id]
+        self._reshare((flow.up, flow.down))
         self._propagate(flow)
 
     def _propagate(self, flow: _Flow) -> None:

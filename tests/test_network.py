@@ -1,4 +1,4 @@
-"""Message delivery times against hand-computed processor-sharing schedules."""
+"""Message delivery times against hand-computed processor-sharing and max-min schedules."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 import simpy
 
+from p2psim.maxmin import max_min_rates
+from p2psim.netmodel import SHARING_RULES, NetworkModel
 from p2psim.network import Network
 
 BIG = 1e12  # bytes/s: a link that is never the bottleneck
 
 
-def make(up, down, latency_s=0.0):
-    """Environment, network and an arrival log of (time, label)."""
+def make(up, down, latency_s=0.0, **model):
+    """Environment, network (options of `NetworkModel` as keywords) and an arrival log of (time, label)."""
     env = simpy.Environment()
     latency = latency_s if callable(latency_s) else (lambda src, dst: latency_s)
-    return env, Network(env, up, down, latency), []
+    return env, Network(env, up, down, latency, NetworkModel(**model)), []
 
 
 def send(env, net, log, src, dst, nbytes, label, at_s=0.0):
@@ -52,10 +54,11 @@ def test_bottleneck_is_min_of_uplink_and_downlink(up, down):
     assert arrival(log, "m") == pytest.approx(L + S / min(up, down), rel=1e-12)
 
 
+@pytest.mark.parametrize("sharing", SHARING_RULES)
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 20])
-def test_k_messages_share_one_uplink(k):
+def test_k_messages_share_one_uplink(k, sharing):
     S, L, B = 1.0e6, 0.02, 1.0e7
-    env, net, log = make([B] + [BIG] * k, [BIG] * (k + 1), L)
+    env, net, log = make([B] + [BIG] * k, [BIG] * (k + 1), L, sharing=sharing)
     for dst in range(1, k + 1):
         send(env, net, log, 0, dst, S, dst)
     env.run()
@@ -64,11 +67,12 @@ def test_k_messages_share_one_uplink(k):
         assert time == pytest.approx(L + k * S / B, rel=1e-12)
 
 
-def test_second_message_starting_halfway_through_the_first():
+@pytest.mark.parametrize("sharing", SHARING_RULES)
+def test_second_message_starting_halfway_through_the_first(sharing):
     # Message a runs alone at B until S/(2B), when half of it is left; b joins and both get
     # B/2, so a ends S/B later, at 3S/(2B), when b has S/2 left; alone again, b ends at 2S/B.
     S, L, B = 8.0e6, 0.05, 2.0e6
-    env, net, log = make([B, BIG, BIG], [BIG, BIG, BIG], L)
+    env, net, log = make([B, BIG, BIG], [BIG, BIG, BIG], L, sharing=sharing)
     send(env, net, log, 0, 1, S, "a")
     send(env, net, log, 0, 2, S, "b", at_s=S / (2 * B))
     env.run()
@@ -76,11 +80,12 @@ def test_second_message_starting_halfway_through_the_first():
     assert arrival(log, "b") == pytest.approx(L + 2 * S / B, rel=1e-12)
 
 
-def test_two_senders_share_a_downlink():
+@pytest.mark.parametrize("sharing", SHARING_RULES)
+def test_two_senders_share_a_downlink(sharing):
     # Both get D/2 until a (S bytes) ends at 2S/D; b (2S bytes) then has S left at D: ends at 3S/D.
     S, D = 1.0e6, 5.0e5
     latency = lambda src, dst: 0.01 * (src + 1)  # noqa: E731
-    env, net, log = make([BIG, BIG, BIG], [BIG, BIG, D], latency)
+    env, net, log = make([BIG, BIG, BIG], [BIG, BIG, D], latency, sharing=sharing)
     send(env, net, log, 0, 2, S, "a")
     send(env, net, log, 1, 2, 2 * S, "b")
     env.run()
@@ -88,9 +93,9 @@ def test_two_senders_share_a_downlink():
     assert arrival(log, "b") == pytest.approx(0.02 + 3 * S / D, rel=1e-12)
 
 
-def test_capacity_left_unused_is_not_redistributed():
+def test_equal_share_leaves_unused_capacity_unused():
     # a is held to 2 B/s by its receiver; b keeps its equal share 10/2 = 5 B/s of the uplink, not 8.
-    env, net, log = make([10.0, BIG, BIG], [BIG, 2.0, 100.0])
+    env, net, log = make([10.0, BIG, BIG], [BIG, 2.0, 100.0], sharing="equal_share")
     send(env, net, log, 0, 1, 10.0, "a")
     send(env, net, log, 0, 2, 10.0, "b")
     env.run()
@@ -98,14 +103,95 @@ def test_capacity_left_unused_is_not_redistributed():
     assert arrival(log, "a") == pytest.approx(5.0, rel=1e-12)
 
 
-def test_uplink_is_work_conserving_while_busy():
+def test_max_min_gives_the_fast_receiver_what_the_slow_one_cannot_use():
+    # The uplink of 10 B/s carries a (its receiver takes 2 B/s) and b (its receiver takes 100):
+    # max-min gives a its 2 and b the other 8, so b's 10 bytes end at 1.25 s; a, alone on the
+    # uplink but still held to 2 B/s by its receiver, ends at 5 s. Equal share: 2 s and 5 s.
+    env, net, log = make([10.0, BIG, BIG], [BIG, 2.0, 100.0])
+    send(env, net, log, 0, 1, 10.0, "a")
+    send(env, net, log, 0, 2, 10.0, "b")
+    env.run()
+    assert arrival(log, "b") == pytest.approx(1.25, rel=1e-12)
+    assert arrival(log, "a") == pytest.approx(5.0, rel=1e-12)
+
+
+def test_three_flows_with_three_different_bottlenecks():
+    # Peer 0's uplink (12 B/s) sends to peers 1, 2, 3, whose downlinks take 2, 3 and 100 B/s.
+    # Progressive filling: a stops at 2 (downlink 1 full), b at 3 (downlink 2 full), c gets the
+    # uplink's remaining 12 - 2 - 3 = 7. a (2 B) ends at 1 s: c gets 12 - 3 = 9. b (6 B) ends
+    # at 2 s, when c (28 B) has 28 - 7 - 9 = 12 B left: alone at 12 B/s, it ends at 3 s.
+    env, net, log = make([12.0, BIG, BIG, BIG], [BIG, 2.0, 3.0, 100.0])
+    send(env, net, log, 0, 1, 2.0, "a")
+    send(env, net, log, 0, 2, 6.0, "b")
+    send(env, net, log, 0, 3, 28.0, "c")
+    rates = sorted(round(flow.rate_bytes_per_s, 12) for flow in net._flows_on[0].values())
+    assert rates == [2.0, 3.0, 7.0]
+    env.run()
+    assert [label for _, label in log] == ["a", "b", "c"]
+    assert [t for t, _ in log] == pytest.approx([1.0, 2.0, 3.0], rel=1e-12)
+
+
+def test_a_flow_joining_and_leaving_moves_the_others_rates():
+    # a (40 B, 0 -> 1) runs alone on the 10 B/s uplink until 1 s (30 B left). b (4 B, 0 -> 2,
+    # receiver 2 B/s) joins: max-min gives b 2 and a 8, so b ends at 3 s; a has sent 16 more,
+    # 14 left, which it sends alone at 10 B/s: it ends at 4.4 s.
+    env, net, log = make([10.0, BIG, BIG], [BIG, BIG, 2.0])
+    send(env, net, log, 0, 1, 40.0, "a")
+    send(env, net, log, 0, 2, 4.0, "b", at_s=1.0)
+    env.run()
+    assert arrival(log, "b") == pytest.approx(3.0, rel=1e-12)
+    assert arrival(log, "a") == pytest.approx(4.4, rel=1e-12)
+
+
+def test_max_min_recomputes_only_the_component_that_changed(monkeypatch):
+    # Two busy pairs that share no link: a flow starting or ending in one reshares only its own.
+    import p2psim.network
+
+    sizes = []
+    real = p2psim.network.max_min_rates
+    monkeypatch.setattr(p2psim.network, "max_min_rates", lambda paths, *a: sizes.append(len(paths)) or real(paths, *a))
+    env, net, log = make([1.0] * 4, [1.0] * 4)
+    send(env, net, log, 0, 1, 100.0, "first pair")
+    send(env, net, log, 2, 3, 100.0, "second pair")
+    send(env, net, log, 0, 1, 1.0, "joins the first pair")
+    env.run(until=5.0)
+    assert sizes == [1, 1, 2, 1]  # each start, then the end of the short flow: never the other pair's flow
+
+
+class _CheckedNetwork(Network):
+    """After every reshare, each flow's rate must equal a max-min recomputation over all flows in flight."""
+
+    def _reshare(self, links):
+        super()._reshare(links)
+        flows = sorted({f.flow_id: f for on_link in self._flows_on for f in on_link.values()}.items())
+        if flows:
+            paths = [(f.up, f.down) for _, f in flows]
+            expected = max_min_rates(paths, self._capacity, [f.bound for _, f in flows])
+            assert [f.rate_bytes_per_s for _, f in flows] == pytest.approx(expected, rel=1e-9)
+
+
+def test_incremental_max_min_equals_the_full_recomputation_under_random_traffic():
+    rng = np.random.default_rng(7)
+    n = 10
+    env = simpy.Environment()
+    up, down = rng.uniform(1e5, 1e6, size=n).tolist(), rng.uniform(1e5, 1e6, size=n).tolist()
+    net, log = _CheckedNetwork(env, up, down, lambda src, dst: 0.002), []
+    for m in range(150):
+        src, dst = rng.choice(n, size=2, replace=False)
+        send(env, net, log, int(src), int(dst), float(rng.uniform(1e4, 5e5)), m, at_s=float(rng.uniform(0, 2)))
+    env.run()
+    assert len(log) == 150
+
+
+@pytest.mark.parametrize("sharing", SHARING_RULES)
+def test_uplink_is_work_conserving_while_busy(sharing):
     # Receivers never limit, so the uplink drains at B from the first send to the last byte.
     rng = np.random.default_rng(0)
     B, L, n = 1.0e6, 0.003, 30
     sizes = rng.uniform(1e5, 1e6, size=n)
     starts = np.sort(rng.uniform(0.0, 0.05, size=n))
     starts[0] = 0.0
-    env, net, log = make([B] + [BIG] * n, [BIG] * (n + 1), L)
+    env, net, log = make([B] + [BIG] * n, [BIG] * (n + 1), L, sharing=sharing)
     for i, (size, start) in enumerate(zip(sizes, starts)):
         send(env, net, log, 0, i + 1, float(size), i, at_s=float(start))
     env.run()
@@ -152,11 +238,11 @@ def test_delivery_callback_may_send_onwards():
     assert log == [(pytest.approx(L + S / B), "hop1"), (pytest.approx(2 * (L + S / B), rel=1e-12), "hop2")]
 
 
-def random_traffic():
+def random_traffic(sharing):
     """Many overlapping messages among 12 peers, with simultaneous arrivals; returns the log."""
     rng = np.random.default_rng(42)
     n = 12
-    env, net, log = make([1e6] * n, [1e6] * n, lambda src, dst: 0.001 * ((src + dst) % 3))
+    env, net, log = make([1e6] * n, [1e6] * n, lambda src, dst: 0.001 * ((src + dst) % 3), sharing=sharing)
     for m in range(200):
         src, dst = rng.choice(n, size=2, replace=False)
         size = float(rng.choice([0.0, 2.5e5, 5e5, 1e6]))
@@ -165,8 +251,9 @@ def random_traffic():
     return log
 
 
-def test_simultaneous_arrivals_come_in_a_deterministic_order():
-    first, second = random_traffic(), random_traffic()
+@pytest.mark.parametrize("sharing", SHARING_RULES)
+def test_simultaneous_arrivals_come_in_a_deterministic_order(sharing):
+    first, second = random_traffic(sharing), random_traffic(sharing)
     assert len(first) == 200
     assert first == second
     times = [t for t, _ in first]
