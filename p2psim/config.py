@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from typing import Any, TypeVar, Union
 
@@ -23,6 +26,7 @@ __all__ = [
     "check_ranges",
     "parse_dataclass",
     "to_plain",
+    "warn",
 ]
 
 INT64_MAX = 2**63 - 1  # numpy and torch hold counts and seeds as int64: a larger integer overflows there
@@ -53,6 +57,15 @@ class ScenarioWarning(UserWarning):
         self.field = field
         self.reason = message
         super().__init__(f"{field}: {message}")
+
+
+def warn(field: str, message: str) -> None:
+    """Issue a `ScenarioWarning`, attributed to the first caller outside p2psim (a notebook cell, a script)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(ScenarioWarning(field, message), stacklevel=level)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
@@ -27,6 +28,7 @@ __all__ = [
     "count_training_flops",
     "device_sources",
     "format_device_table",
+    "host_memory_bytes",
     "load_devices",
     "peak_flops",
     "step_time_factor",
@@ -235,6 +237,15 @@ def training_memory_bytes(
     12032000.0
     """
     return 3 * n_params * bytes_per_element + batch_size * activation_bytes_per_sample
+
+
+@functools.cache
+def host_memory_bytes() -> float:
+    """Physical memory of the machine running the simulation, the budget every array of a run shares."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume a 16 GB laptop
+        return 16e9
 
 
 def format_device_table(devices: Mapping[str, Device] | None = None) -> str:

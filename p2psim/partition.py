@@ -6,6 +6,8 @@ disjoint and none is empty.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 __all__ = [
@@ -61,9 +63,16 @@ def partition_dirichlet(
         cuts = (np.cumsum(proportions) * len(members)).astype(np.int64)[:-1]
         for part, share in zip(parts, np.split(members, cuts)):
             part.extend(share.tolist())
+    # largest first, lowest index on ties; entries whose size has changed since are skipped (O(n log n))
+    sizes = [(-len(part), peer) for peer, part in enumerate(parts)]
+    heapq.heapify(sizes)
     for empty in [peer for peer, part in enumerate(parts) if not part]:
-        donor = parts[int(np.argmax([len(part) for part in parts]))]
-        parts[empty].append(donor.pop(int(rng.integers(len(donor)))))
+        while -sizes[0][0] != len(parts[sizes[0][1]]):
+            heapq.heappop(sizes)
+        donor = heapq.heappop(sizes)[1]
+        parts[empty].append(parts[donor].pop(int(rng.integers(len(parts[donor])))))
+        heapq.heappush(sizes, (-len(parts[donor]), donor))
+        heapq.heappush(sizes, (-1, empty))
     return _finish(parts)
 
 

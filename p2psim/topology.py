@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -248,6 +249,27 @@ def _parse_edge_line(line: str, where: str) -> tuple[int, int, float | None]:
     return u, v, latency_ms
 
 
+MAX_EDGE_LIST_BYTES = 256 * 2**20  # ~15 million edges of "u v latency" lines: more than any run here can hold
+
+
+def _read_bounded(path: Path) -> str:
+    """A regular file's text, refusing devices, pipes and files over `MAX_EDGE_LIST_BYTES` before reading."""
+    status = path.stat()  # a missing file raises FileNotFoundError here
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"{path} is not a regular file (a device, pipe or folder is not an edge list)")
+    size = status.st_size
+    if size > MAX_EDGE_LIST_BYTES:
+        raise ValueError(f"{path} has {size} bytes; an edge list may have at most {MAX_EDGE_LIST_BYTES}")
+    with path.open("rb") as file:
+        data = file.read(MAX_EDGE_LIST_BYTES + 1)  # a file growing while read is still bounded
+    if len(data) > MAX_EDGE_LIST_BYTES:
+        raise ValueError(f"{path} grew beyond {MAX_EDGE_LIST_BYTES} bytes while read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text: {error}") from None
+
+
 def from_edge_list(path: str | Path, n: int | None = None) -> nx.Graph:
     """Graph read from lines ``u v [latency_ms]`` ('#' starts a comment), e.g. a measured overlay.
 
@@ -256,7 +278,7 @@ def from_edge_list(path: str | Path, n: int | None = None) -> nx.Graph:
     ``latency_ms``. Self-loops and repeated edges are errors.
     """
     rows = []
-    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, raw in enumerate(_read_bounded(Path(path)).splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if line:
             rows.append(_parse_edge_line(line, f"{path}:{number}"))

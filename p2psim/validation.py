@@ -1,32 +1,55 @@
-"""Checks that need the catalogues, the task or the graph: run before anything simulates.
+"""Checks that need the catalogues, the sizes or the graph: run before anything simulates.
 
-`validate_scenario` builds every piece of a run that can fail (the task's data, its
-partition among peers, the graph), so that a scenario it accepts also builds. Each
-failure is one `ScenarioError` naming the field, the bad value and what is allowed
-(DESIGN decision 9).
+`validate_scenario` checks sizes, memory and duration by arithmetic first (`budget.py`),
+so that a scenario too large or too slow fails with an estimate before anything is
+allocated; then it builds only what is cheap and needed: the graph (connectivity, the
+algorithm's own check) and, for a label-based partition, the task's labels and the
+split. Each failure is one `ScenarioError` naming the field, the bad value and what is
+allowed (DESIGN decision 9); what runs, but perhaps not as meant, is a `ScenarioWarning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+import math
+from collections.abc import Callable, Container, Iterable
 
 import networkx as nx
+import numpy as np
 
 from .algorithms import IMPLEMENTATIONS
-from .build import (
-    build_graph,
-    build_task,
-    bytes_per_element,
-    link_catalogue,
-    peer_partitions,
+from .budget import (
+    MAX_HISTORY_ROWS,
+    ModelCost,
+    end_time_lower_s,
+    first_message_lower_s,
+    gradient_steps_upper,
+    graph_build_s,
+    host_seconds,
+    memory_terms,
+    model_cost,
+    peer_step_times,
 )
-from .config import ScenarioError
-from .hardware import activation_bytes_per_sample, load_devices, training_memory_bytes
+from .build import build_graph, build_task, bytes_per_element, link_catalogue, peer_partitions
+from .config import Range, ScenarioError, warn
+from .hardware import host_memory_bytes, load_devices, training_memory_bytes
 from .links import load_regions
+from .result import MAIN_RUN
 from .scenario import Scenario
-from .tasks import TaskData
+from .tasks import TaskSizes
 
-__all__ = ["check_fits", "validate_scenario"]
+__all__ = ["LR_RANGE", "MAX_NAME_LENGTH", "Progress", "check_fits", "check_name", "validate_scenario"]
+
+Progress = Callable[[str], None]
+"""Called with one line before a build that is estimated to take more than a second."""
+
+LR_RANGE = Range(0, 1e6, low_open=True, why="a larger step diverges at once; beyond 3.4e38 float32 overflows")
+MAX_NAME_LENGTH = 100  # a result folder is <name>-<12-hex hash>; file systems allow 255 bytes
+NAME_FORBIDDEN = '/\\<>:"|?*'  # path separators, and what Windows forbids in a file name
+HOST_MEMORY_SHARE = 0.8  # of physical memory: the OS, Python and torch need the rest
+LONG_S = 1.0  # builds estimated longer than this are announced through `progress`
+WARN_HOST_S = 600.0  # a run estimated to compute longer than this gets a warning
+MAX_HOST_S = 7 * 86400.0  # ... and longer than a week, an error: no run of the suite's kind can wait that long
+FEW_SAMPLES_SHARE = 0.1  # warn when more than this share of peers hold a single sample
 
 
 def _known(names: Iterable[str], allowed: Container[str], field: str, what: str) -> None:
@@ -35,8 +58,17 @@ def _known(names: Iterable[str], allowed: Container[str], field: str, what: str)
             raise ScenarioError(field, f"unknown {what} {name!r} (allowed: {', '.join(allowed)})")
 
 
-def validate_scenario(scenario: Scenario) -> None:
-    """Raise `ScenarioError` for the first problem found in `scenario`; return None if it can run."""
+def _note(progress: Progress | None, seconds: float, what: str) -> None:
+    if progress is not None and seconds > LONG_S:
+        progress(f"{what} (estimated {seconds:.0f} s)")
+
+
+def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> None:
+    """Raise `ScenarioError` for the first problem found in `scenario`; return None if it can run.
+
+    `progress` is told, one line each, about builds estimated to take over a second.
+    """
+    check_name(scenario.name, "name")
     devices = load_devices()
     links = link_catalogue(scenario)
     peers = scenario.peers
@@ -45,74 +77,201 @@ def validate_scenario(scenario: Scenario) -> None:
     _known(peers.links, links, "peers.links", "link")
     _known(peers.regions, load_regions(), "peers.regions", "region")
     _known([scenario.algorithm.name], IMPLEMENTATIONS, "algorithm.name", "algorithm")
-    names = [b.name for b in scenario.baselines]
-    for i, baseline in enumerate(scenario.baselines):
-        _known([baseline.device], devices, f"baselines[{i}].device", "device")
-        _known([baseline.link], links, f"baselines[{i}].link", "link")
-        if names.count(baseline.name) > 1:
-            raise ScenarioError(f"baselines[{i}].name", f"{baseline.name!r} is used twice")
+    LR_RANGE.check(scenario.algorithm.lr, "algorithm.lr")
+    _check_baselines(scenario, devices, links)
 
-    task = _built_task(scenario)
-    if scenario.data.partition != "iid" and task.n_classes is None:
+    sizes = scenario.task.sizes()
+    if scenario.data.partition != "iid" and sizes.n_classes is None:
         raise ScenarioError(
             "data.partition",
             f"{scenario.data.partition!r} splits by label and needs a classification task; "
             f"task {scenario.task.name!r} is a regression (allowed: iid)",
         )
-    if peers.count > len(task.y_train):
-        raise ScenarioError("peers.count", f"{peers.count} peers but only {len(task.y_train)} training samples")
-    _check_partition(scenario, task)
-    _check_topology(scenario)
-    check_fits(scenario)
+    if peers.count > sizes.n_train:
+        raise ScenarioError("peers.count", f"{peers.count} peers but only {sizes.n_train} training samples")
+    for i, baseline in enumerate(scenario.baselines):
+        if baseline.count > sizes.n_train:
+            raise ScenarioError(
+                f"baselines[{i}].count",
+                f"{baseline.count} devices share the training set IID, but it has only {sizes.n_train} samples",
+            )
+    cost = model_cost(scenario)
+    check_fits(scenario, cost)
+    _check_memory(scenario, sizes, cost)
+    _check_duration(scenario, cost, links)
+    _check_topology(scenario, progress)
+    _check_partition(scenario, sizes, progress)
 
 
-def _built_task(scenario: Scenario) -> TaskData:
-    """The task's data, or a `ScenarioError` on field "task" saying why it cannot be built."""
-    try:
-        return build_task(scenario.task, scenario.seed)
-    except ScenarioError as error:
-        raise error.within("task") from None
-    except (ValueError, OSError) as error:
-        raise ScenarioError("task", f"task {scenario.task.name!r} cannot be built: {error}") from None
-
-
-def _check_partition(scenario: Scenario, task: TaskData) -> None:
-    """Split the training set as `build.build_run` does, so that a split that cannot be made fails here."""
-    data, n = scenario.data, scenario.peers.count
-    if data.partition == "k_labels" and data.labels_per_peer > task.n_classes:
+def check_name(name: str, field: str) -> None:
+    """A run's name becomes a folder name and a CSV value: printable, no path separators, at most 100 characters."""
+    bad = sorted({c for c in name if c in NAME_FORBIDDEN or not c.isprintable()})
+    if not name.strip() or name.strip(".") == "" or bad or len(name) > MAX_NAME_LENGTH or name != name.strip():
+        reasons = []
+        if bad:
+            reasons.append(f"contains {', '.join(repr(c) for c in bad)}")
+        if len(name) > MAX_NAME_LENGTH:
+            reasons.append(f"has {len(name)} characters")
+        shown = name if len(name) <= 40 else name[:40] + "..."
         raise ScenarioError(
-            "data.labels_per_peer",
-            f"must be <= {task.n_classes} (the number of labels of task {scenario.task.name!r}), "
-            f"got {data.labels_per_peer!r}",
+            field,
+            f"{shown!r} cannot name a result folder ({'; '.join(reasons) or 'empty, dots or edge spaces'}): "
+            f"use 1 to {MAX_NAME_LENGTH} printable characters without {NAME_FORBIDDEN} or leading/trailing spaces",
         )
-    try:
-        peer_partitions(scenario, task)
-    except ValueError as error:
+
+
+def _check_baselines(scenario: Scenario, devices: Container[str], links: Container[str]) -> None:
+    names = [b.name for b in scenario.baselines]
+    for i, baseline in enumerate(scenario.baselines):
+        check_name(baseline.name, f"baselines[{i}].name")
+        if baseline.name == MAIN_RUN:
+            raise ScenarioError(f"baselines[{i}].name", f"{MAIN_RUN!r} is the peer-to-peer run's own name; choose another")
+        _known([baseline.device], devices, f"baselines[{i}].device", "device")
+        _known([baseline.link], links, f"baselines[{i}].link", "link")
+        if names.count(baseline.name) > 1:
+            raise ScenarioError(f"baselines[{i}].name", f"{baseline.name!r} is used twice")
+        if baseline.lr is not None:
+            LR_RANGE.check(baseline.lr, f"baselines[{i}].lr")
+
+
+def _check_memory(scenario: Scenario, sizes: TaskSizes, cost: ModelCost) -> None:
+    """The run's arrays, by arithmetic, against this machine's memory; the error names the largest part."""
+    budget = HOST_MEMORY_SHARE * host_memory_bytes()
+    runs = [None, *range(len(scenario.baselines))]
+    for baseline in runs:
+        terms = memory_terms(scenario, sizes, cost, baseline)
+        need = sum(term.bytes for term in terms)
+        if need > budget:
+            largest = terms[0]
+            raise ScenarioError(
+                largest.field,
+                f"the {'peer-to-peer run' if baseline is None else 'baseline'} needs about {need / 1e9:.3g} GB of "
+                f"host memory, more than {budget / 1e9:.3g} GB ({HOST_MEMORY_SHARE:.0%} of this machine's); "
+                f"the largest part is {largest.what}: {largest.bytes / 1e9:.3g} GB",
+            )
+
+
+def _check_duration(scenario: Scenario, cost: ModelCost, links: dict) -> None:
+    """Refuse a run that would record millions of rows, wait forever for a message, or compute for weeks."""
+    steps = peer_step_times(scenario, cost)
+    metrics, stop, n = scenario.metrics, scenario.stop, scenario.peers.count
+    interval = metrics.eval_interval_s
+    if interval is not None:
+        end = end_time_lower_s(scenario, steps)
+        if end / interval > MAX_HISTORY_ROWS:
+            raise ScenarioError(
+                "metrics.eval_interval_s",
+                f"{interval!r} s would record at least {end / interval:.3g} history rows (the run lasts at least "
+                f"{end:.3g} s of simulated time); at most {MAX_HISTORY_ROWS:.0e} are allowed: "
+                f"raise eval_interval_s or lower the stop",
+            )
+        if n > 1:
+            wait, fastest = first_message_lower_s(scenario, cost, links)
+            horizon = min(wait, stop.sim_time_s or math.inf)
+            if horizon / interval > MAX_HISTORY_ROWS:
+                raise ScenarioError(
+                    "peers.links",
+                    f"no model message ({cost.model_bytes:.3g} B) can arrive before t = {wait:.3g} s, even on the "
+                    f"fastest link {fastest!r}: an algorithm that waits for one records {horizon / interval:.3g} rows "
+                    f"of eval_interval_s = {interval!r} first (at most {MAX_HISTORY_ROWS:.0e}); use faster links, "
+                    f"a larger eval_interval_s or a stop.sim_time_s",
+                )
+    if metrics.eval_interval_samples is not None and stop.sim_time_s is None:
+        samples = min(v for v in (stop.samples, (stop.steps or math.inf) * scenario.data.batch_size) if v is not None)
+        if samples / metrics.eval_interval_samples > MAX_HISTORY_ROWS:
+            raise ScenarioError(
+                "metrics.eval_interval_samples",
+                f"{metrics.eval_interval_samples} would record {samples / metrics.eval_interval_samples:.3g} history "
+                f"rows before the stop; at most {MAX_HISTORY_ROWS:.0e} are allowed",
+            )
+    n_steps = gradient_steps_upper(scenario, steps)
+    seconds = host_seconds(scenario, cost, n_steps)
+    if seconds > MAX_HOST_S:
         raise ScenarioError(
-            "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"
-        ) from None
+            "stop",
+            f"the run would compute up to {n_steps:.3g} gradients of {scenario.data.batch_size} samples, about "
+            f"{seconds / 86400:.3g} days on one host core; lower the stop (at most {MAX_HOST_S / 86400:.0f} days)",
+        )
+    if seconds > WARN_HOST_S:
+        warn(
+            "stop",
+            f"the run may compute up to {n_steps:.3g} gradients of {scenario.data.batch_size} samples: "
+            f"about {seconds / 60:.3g} min on one host core",
+        )
 
 
-def _check_topology(scenario: Scenario) -> None:
-    """Build the graph as `build.build_run` does; a disconnected one fails if the algorithm needs it connected."""
+def _check_topology(scenario: Scenario, progress: Progress | None = None) -> None:
+    """Arithmetic first (peers a family needs), then build the graph and check it as the algorithm requires."""
     topology, n = scenario.topology, scenario.peers.count
+    if topology.kind in ("ring", "watts_strogatz") and n < 3:
+        raise ScenarioError("peers.count", f"topology {topology.kind!r} needs at least 3 peers, got {n}")
+    if topology.kind == "hypercube" and n & (n - 1):
+        raise ScenarioError("peers.count", f"topology 'hypercube' needs a power of two of peers, got {n}")
     field = "topology.path" if topology.kind == "edge_list" else "topology"  # there, the file is what is wrong
+    _note(progress, graph_build_s(topology, n), f"building the {topology.kind} graph over {n} peers")
     try:
         graph = build_graph(scenario)
     except OSError as error:
         raise ScenarioError(field, f"cannot read edge list {topology.path!r}: {error.strerror or error}") from None
     except (ValueError, nx.NetworkXError) as error:
-        raise ScenarioError(field, str(error)) from None
-    if IMPLEMENTATIONS[scenario.algorithm.name].needs_connected_graph and not nx.is_connected(graph):
+        where = "" if topology.kind == "edge_list" else f" (n is peers.count = {n})"
+        raise ScenarioError(field, f"{error}{where}") from None
+    algorithm = IMPLEMENTATIONS[scenario.algorithm.name]
+    if algorithm.needs_connected_graph and not nx.is_connected(graph):
         components = nx.number_connected_components(graph)
         raise ScenarioError(
             "topology",
             f"the {topology.kind} graph over {n} peers is disconnected ({components} components); "
             f"algorithm {scenario.algorithm.name!r} needs a connected graph",
         )
+    check_graph = getattr(algorithm, "check_graph", None)
+    if check_graph is not None:
+        check_graph(scenario.algorithm, graph)
 
 
-def check_fits(scenario: Scenario) -> None:
+def _check_partition(scenario: Scenario, sizes: TaskSizes, progress: Progress | None = None) -> None:
+    """Shard sizes by arithmetic for IID; for a label split, build the labels and split them as the run will."""
+    data, n = scenario.data, scenario.peers.count
+    if data.partition == "iid":
+        smallest = sizes.n_train // n
+        short = n - sizes.n_train % n if smallest < data.batch_size else 0
+        _warn_short_shards(scenario, short, smallest)
+        return
+    if data.partition == "k_labels" and data.labels_per_peer > sizes.n_classes:
+        raise ScenarioError(
+            "data.labels_per_peer",
+            f"must be <= {sizes.n_classes} (the number of labels of task {scenario.task.name!r}), "
+            f"got {data.labels_per_peer!r}",
+        )
+    split_s = sizes.n_train * 1e-7 + (sizes.n_classes or 1) * n * 1e-6  # one draw per sample, one share per peer and label
+    _note(progress, sizes.build_s + split_s, f"building task {scenario.task.name!r} to split its labels among {n} peers")
+    task = build_task(scenario.task, scenario.seed)
+    try:
+        shards = np.array([len(part) for part in peer_partitions(scenario, task)])
+    except ValueError as error:
+        raise ScenarioError(
+            "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"
+        ) from None
+    _warn_short_shards(scenario, int((shards < data.batch_size).sum()), int(shards.min()))
+    single = int((shards == 1).sum())
+    if data.partition == "dirichlet" and single > FEW_SAMPLES_SHARE * n:
+        warn(
+            "data.alpha",
+            f"alpha = {data.alpha!r} leaves {single} of {n} peers with a single training sample "
+            f"(a peer the draw left empty takes one from the largest); a larger alpha spreads the labels more",
+        )
+
+
+def _warn_short_shards(scenario: Scenario, short: int, smallest: int) -> None:
+    if short:
+        warn(
+            "data.batch_size",
+            f"{scenario.data.batch_size} is larger than the shard of {short} of {scenario.peers.count} peers "
+            f"(smallest: {smallest} samples): their batches are drawn with replacement",
+        )
+
+
+def check_fits(scenario: Scenario, cost: ModelCost | None = None) -> None:
     """A model that does not fit a device's memory is an error that says so (DESIGN decision 2).
 
     A peer needs its weights, their gradient and one received model copy
@@ -120,15 +279,11 @@ def check_fits(scenario: Scenario) -> None:
     A centralized baseline whose per-device batch's activations do not fit accumulates
     gradients over micro-batches instead: the same FLOPs, so the same modelled step
     time. A baseline therefore fails only if the three parameter-sized tensors plus
-    one sample's activations do not fit.
+    one sample's activations do not fit. Sizes come from the meta-device model, so
+    nothing is built.
     """
-    task = build_task(scenario.task, scenario.seed)
-    if scenario.workload is not None:
-        n_params, activations = scenario.workload.params, scenario.workload.activation_bytes_per_sample
-    else:
-        n_params = task.n_params
-        x = task.x_train[:1]
-        activations = activation_bytes_per_sample(task.model, task.unflatten(task.initial_params.clone()), x)
+    cost = model_cost(scenario) if cost is None else cost
+    n_params, activations = cost.timing_params, cost.timing_activation_bytes_per_sample
     element = bytes_per_element(scenario.peers.precision)
     catalogue = load_devices()
     batch = scenario.data.batch_size

@@ -193,7 +193,7 @@ def test_run_writes_result_folder_and_plot(tiny, tmp_path, capsys, monkeypatch):
 
 def test_plot_of_non_result_folder_exits_2(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
-    assert "no manifest.json" in _one_line(capsys.readouterr().err)
+    assert "manifest.json" in _one_line(capsys.readouterr().err)
 
 
 def test_devices_table_then_its_sources(capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -261,12 +262,12 @@ BAD_CASES = [
     pytest.param(_set("peers.count", True), "peers.count", ["integer", "True"], id="count-bool"),
     pytest.param(
         _set("task.eval_fraction", 0.9999),
-        "task",
-        ["'least_squares' cannot be built", "eval_fraction 0.9999", "empty train or eval set"],
+        "task.eval_fraction",
+        ["leaves 0 training and 200 held-out samples", "got 0.9999"],
         id="task-eval-fraction-leaves-no-training-set",
     ),
     pytest.param(
-        _set("task.n_samples", 2), "task", ["cannot be built", "of 2 samples", "empty"], id="task-too-few-samples"
+        _set("task.n_samples", 2), "task.eval_fraction", ["of 2", "both need one"], id="task-too-few-samples"
     ),
     pytest.param(
         _set("workload", {"name": "x", "flops_per_sample": 1e9}),
@@ -582,8 +583,18 @@ def test_partition_that_cannot_be_made_fails_validation(base):
     assert "samples for 140 peers holding it" in str(caught.value)
 
 
-@pytest.mark.parametrize("make, reason", [(lambda p: p.mkdir(), "Is a directory"), (lambda p: None, "No such file")])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.mkdir(), "not a regular file"),
+        (lambda p: None, "No such file"),
+        (lambda p: os.symlink("/dev/zero", p), "not a regular file"),
+        (lambda p: os.truncate(p.open("wb").name, 257 * 2**20), "may have at most"),  # sparse: no disk used
+    ],
+    ids=["folder", "missing", "device", "huge"],
+)
 def test_edge_list_path_that_cannot_be_read_names_topology_path(base, tmp_path, make, reason):
+    """Devices and huge files are refused before reading (/dev/zero once read until MemoryError)."""
     path = tmp_path / "graph.txt"
     make(path)
     base["topology"] = {"kind": "edge_list", "path": str(path)}

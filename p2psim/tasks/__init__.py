@@ -1,8 +1,8 @@
 """Tasks: model template + data + loss, one file per task family, each registered by name."""
 
-from p2psim.tasks.base import TASKS, Task, TaskData, register_task
+from p2psim.tasks.base import TASKS, Task, TaskData, TaskSizes, register_task
 from p2psim.tasks.digits_mlp import DigitsMLP
 from p2psim.tasks.least_squares import LeastSquares
 from p2psim.tasks.logistic import Logistic
 
-__all__ = ["TASKS", "DigitsMLP", "LeastSquares", "Logistic", "Task", "TaskData", "register_task"]
+__all__ = ["TASKS", "DigitsMLP", "LeastSquares", "Logistic", "Task", "TaskData", "TaskSizes", "register_task"]

@@ -1,0 +1,240 @@
+"""What a run will allocate and how long it will take, by arithmetic, before anything is built.
+
+Validation compares these numbers with the machine (memory) and with what a run can
+record (history rows), so that a scenario too large or too slow fails with an estimate
+instead of a MemoryError, a hang or a crash deep inside torch. Every figure here is an
+estimate from sizes alone; none builds the task's data or the graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .build import bytes_per_element
+from .hardware import activation_bytes_per_sample, count_training_flops, load_devices, step_time_s
+from .scenario import LinkSpec, Scenario, TopologySpec, mix_counts
+from .tasks import Task, TaskSizes
+from .tasks.base import BUILD_RATES
+
+__all__ = [
+    "HOST_STEP_S",
+    "MAX_HISTORY_ROWS",
+    "MemoryTerm",
+    "ModelCost",
+    "end_time_lower_s",
+    "first_message_lower_s",
+    "gradient_steps_upper",
+    "graph_build_s",
+    "graph_edges",
+    "host_seconds",
+    "linear_chain_costs",
+    "memory_terms",
+    "model_cost",
+    "peer_step_times",
+]
+
+MAX_HISTORY_ROWS = 10**6  # ~200 MB of CSV, and every row evaluates every peer's model
+HOST_STEP_S = 5e-5  # host time per simulated gradient step besides its FLOPs: events, sampling, indexing [assumption]
+ROW_COPIES = 5  # parameter-sized rows per peer: weights, snapshot, gradient, two optimizer moments (Adam)
+GRAPH_BYTES_PER_EDGE = 300.0  # networkx keeps each edge as two dict entries [assumption: ~250 B measured]
+GRAPH_S_PER_EDGE = 2e-6  # networkx inserts about half a million edges a second [assumption]
+GRAPH_S_PER_PAIR = 1e-7  # G(n, p) draws one random number per pair of peers [assumption]
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """The task's real model (numerics, memory) and what the timings and messages stand for."""
+
+    n_params: int
+    flops_per_sample: float  # real model, forward and backward
+    activation_bytes_per_sample: float  # real model
+    timing_flops_per_step: float  # the workload's if declared, else the real model's, for one local batch
+    timing_params: float
+    timing_activation_bytes_per_sample: float
+    model_bytes: float  # one model message on the wire
+
+
+ELEMENTWISE = (torch.nn.ReLU, torch.nn.GELU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Identity)
+
+
+def linear_chain_costs(model: torch.nn.Module) -> tuple[float, float] | None:
+    """(training FLOPs, activation bytes) per sample of a Linear layer or a chain of them, by arithmetic.
+
+    Counted as `hardware.count_training_flops` counts (matrix products only, 2 x MACs):
+    forward and weight gradient 2 x in x out each, and the input's gradient too except
+    for the first layer, whose input needs none; activations are every layer's float32
+    output, as `hardware.activation_bytes_per_sample` sums them. None for other models.
+
+    >>> linear_chain_costs(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)))
+    (704.0, 136.0)
+    """
+    layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
+    flops, activations, width = 0.0, 0.0, None
+    for layer in layers:
+        if isinstance(layer, torch.nn.Linear):
+            flops += (4.0 if width is None else 6.0) * layer.in_features * layer.out_features
+            width = layer.out_features
+        elif not isinstance(layer, ELEMENTWISE) or width is None:
+            return None
+        activations += 4.0 * width
+    return (flops, activations) if width is not None else None
+
+
+def model_cost(scenario: Scenario) -> ModelCost:
+    """By arithmetic for chains of Linear layers; otherwise counted on the meta template: no memory, no data."""
+    task, batch = scenario.task, scenario.data.batch_size
+    model = task.model()
+    n_params = sum(math.prod(p.shape) for p in model.parameters())
+    costs = linear_chain_costs(model)
+    if costs is None:
+        params = {name: torch.empty(p.shape, device="meta") for name, p in model.named_parameters()}
+        x = torch.empty(1, task.sizes().n_features, device="meta")
+        y = torch.empty(1, device="meta")
+        # FlopCounterMode counts matrix products only, so an elementwise stand-in loss counts like the real one
+        costs = (count_training_flops(model, params, x, y, lambda output, _: output.float().sum()),
+                 activation_bytes_per_sample(model, params, x))
+    flops, activations = costs
+    workload = scenario.workload
+    timing_params = workload.params if workload else float(n_params)
+    return ModelCost(
+        n_params=n_params,
+        flops_per_sample=flops,
+        activation_bytes_per_sample=activations,
+        timing_flops_per_step=(workload.flops_per_sample if workload else flops) * batch,
+        timing_params=timing_params,
+        timing_activation_bytes_per_sample=workload.activation_bytes_per_sample if workload else activations,
+        model_bytes=timing_params * bytes_per_element(scenario.peers.precision),
+    )
+
+
+def peer_step_times(scenario: Scenario, cost: ModelCost) -> dict[str, tuple[int, float]]:
+    """Device name -> (peers on it, modelled seconds of one local step without jitter)."""
+    peers, catalogue = scenario.peers, load_devices()
+    return {
+        name: (
+            count,
+            step_time_s(cost.timing_flops_per_step, catalogue[name], peers.precision,
+                        peers.utilisation.get(name), peers.step_overhead_s),
+        )
+        for name, count in mix_counts(peers.devices, peers.count, "peers.devices").items()
+        if count > 0
+    }
+
+
+def _steps_per_s(steps: dict[str, tuple[int, float]]) -> float:
+    """Local steps per simulated second of all peers computing without pause (mean jitter factor 1)."""
+    return sum(count / seconds if seconds > 0 else math.inf for count, seconds in steps.values())
+
+
+def end_time_lower_s(scenario: Scenario, steps: dict[str, tuple[int, float]]) -> float:
+    """Simulated seconds a run lasts at least: its stop, reached by computing alone, never waiting."""
+    stop, rate = scenario.stop, _steps_per_s(steps)
+    bounds = [math.inf if stop.sim_time_s is None else stop.sim_time_s]
+    if stop.samples is not None:
+        bounds.append(stop.samples / scenario.data.batch_size / rate)
+    if stop.steps is not None:
+        bounds.append(stop.steps / rate)
+    return min(bounds)
+
+
+def gradient_steps_upper(scenario: Scenario, steps: dict[str, tuple[int, float]]) -> float:
+    """Gradient steps a run computes at most: its stop, plus one step under way on every peer."""
+    stop, batch = scenario.stop, scenario.data.batch_size
+    bounds = [math.inf if stop.sim_time_s is None else stop.sim_time_s * _steps_per_s(steps)]
+    if stop.samples is not None:
+        bounds.append(math.ceil(stop.samples / batch))
+    if stop.steps is not None:
+        bounds.append(stop.steps)
+    return min(bounds) + scenario.peers.count
+
+
+def host_seconds(scenario: Scenario, cost: ModelCost, n_steps: float) -> float:
+    """Host seconds to compute `n_steps` gradients of the real model (`BUILD_RATES` flops, `HOST_STEP_S`)."""
+    per_step = HOST_STEP_S + scenario.data.batch_size * cost.flops_per_sample / BUILD_RATES["flops_per_s"]
+    return n_steps * per_step
+
+
+def first_message_lower_s(scenario: Scenario, cost: ModelCost, links: dict[str, LinkSpec]) -> tuple[float, str]:
+    """Simulated seconds before any model message can have arrived, and the fastest link's name.
+
+    A message leaves at its sender's uplink rate and arrives at its receiver's downlink
+    rate, after both ends' access latency: none is faster than the fastest profile's.
+    """
+    names = [name for name, count in mix_counts(scenario.peers.links, scenario.peers.count, "peers.links").items() if count]
+    best = max(names, key=lambda name: min(links[name].up_mbps, links[name].down_mbps))
+    rate_bytes_s = min(links[best].up_mbps, links[best].down_mbps) * 1e6 / 8
+    latency_s = 2 * min(links[name].latency_ms for name in names) / 1e3
+    return latency_s + cost.model_bytes / rate_bytes_s, best
+
+
+def graph_edges(topology: TopologySpec, n: int) -> float:
+    """Edges the graph will have (expected, for random families) over `n` peers."""
+    kind = topology.kind
+    pairs = n * (n - 1) / 2
+    if kind == "complete":
+        return pairs
+    if kind == "erdos_renyi":
+        return (topology.p or 0.0) * pairs
+    if kind == "random_regular":
+        return n * (topology.degree or 0) / 2
+    if kind == "watts_strogatz":
+        return n * (topology.k or 0) / 2
+    if kind in ("hypercube", "exponential"):
+        return n * max(1, math.ceil(math.log2(max(n, 2))))
+    if kind == "edges":
+        return len(topology.edges or ())
+    return 2.0 * n  # ring, torus, star; an edge list is bounded by its file's size
+
+
+def graph_build_s(topology: TopologySpec, n: int) -> float:
+    """Estimated host seconds to build the graph: G(n, p) visits every pair, the others every edge."""
+    work = graph_edges(topology, n) * GRAPH_S_PER_EDGE
+    if topology.kind == "erdos_renyi":
+        work += n * (n - 1) / 2 * GRAPH_S_PER_PAIR
+    return work
+
+
+@dataclass(frozen=True)
+class MemoryTerm:
+    """One part of a run's host memory: bytes, the field that sets it, and what it is."""
+
+    bytes: float
+    field: str
+    what: str
+
+
+def memory_terms(scenario: Scenario, sizes: TaskSizes, cost: ModelCost, baseline: int | None = None) -> list[MemoryTerm]:
+    """The host memory of the peer-to-peer run (or of baseline number `baseline`), part by part, largest first.
+
+    A baseline runs after the peer-to-peer run, on `count` devices sharing the global batch
+    on a complete graph, so each is measured on its own.
+    """
+    n, batch, topology, who = scenario.peers.count, scenario.data.batch_size, scenario.topology, "peers.count"
+    if baseline is not None:
+        spec = scenario.baselines[baseline]
+        n, batch = spec.count, max(1, batch * n // spec.count)
+        topology, who = TopologySpec(kind="complete"), f"baselines[{baseline}].count"
+    sample_bytes = 4.0 * sizes.n_features + 8.0
+    data = max(sizes.build_bytes, (sizes.n_train + sizes.n_eval) * sample_bytes)
+    terms = [
+        MemoryTerm(data, _size_field(scenario.task), f"the task's data ({sizes.n_train + sizes.n_eval} samples "
+                   f"x {sizes.n_features} features, and its build)"),
+        MemoryTerm(ROW_COPIES * 4.0 * n * cost.n_params, who,
+                   f"{n} parameter rows ({cost.n_params} params x 4 B x {ROW_COPIES} copies)"),
+        MemoryTerm(n * batch * (sample_bytes + cost.activation_bytes_per_sample),
+                   "data.batch_size" if baseline is None else who,
+                   f"one batched gradient of every peer ({n} x {batch} samples with their activations)"),
+        MemoryTerm((min(n, 64) * sizes.n_eval + sizes.n_train) * cost.activation_bytes_per_sample, "task",
+                   "evaluation of 64 peers at a time on the held-out set, and of the average on the training set"),
+        MemoryTerm(graph_edges(topology, n) * GRAPH_BYTES_PER_EDGE, "topology" if baseline is None else who,
+                   f"the {topology.kind} graph over {n} peers"),
+    ]
+    return sorted(terms, key=lambda term: -term.bytes)
+
+
+def _size_field(task: Task) -> str:
+    """The task option that sets its data's size: n_samples where it has one."""
+    return "task.n_samples" if hasattr(task, "n_samples") else "task"
