@@ -1,0 +1,109 @@
+"""Asynchronous parameter-server SGD (Downpour), with staleness-aware steps and delay compensation.
+
+Dean et al., "Large Scale Distributed Deep Networks", NeurIPS 2012 (Downpour SGD), in
+the lock-free spirit of Recht, Re, Wright, Niu, "Hogwild!", NeurIPS 2011,
+https://arxiv.org/abs/1106.5730.
+
+Update rule: a worker pulls the model, computes a gradient g on it and pushes g; the server
+applies it on arrival, w <- step(w, g), and sends the model it now holds back to that worker,
+which computes on it next. Between a worker's pull and its push the server applies the
+other workers' gradients: g is stale by s = the server updates since that pull.
+
+Options:
+- `staleness_aware`: the step uses lr / max(s, 1) (Zhang, Gupta, Lian, Liu, "Staleness-aware
+  Async-SGD for Distributed Deep Learning", IJCAI 2016, https://arxiv.org/abs/1511.05950).
+- `dc_lambda` > 0: delay compensation, DC-ASGD (Zheng, Meng, Wang, Chen, Yu, Ma, Liu,
+  "Asynchronous Stochastic Gradient Descent with Delay Compensation", ICML 2017,
+  https://arxiv.org/abs/1609.08326): the server applies g + lambda g*g*(w_now - w_pulled),
+  a first-order Taylor correction towards the gradient at w_now with lambda g*g standing for
+  the Hessian's diagonal. The server keeps the model each worker pulled (one row per worker).
+  `dc_adaptive` (DC-ASGD-a): lambda = dc_lambda / sqrt(MeanSquare + 1e-7), with
+  MeanSquare <- m MeanSquare + (1 - m) g*g over every gradient received, m = `dc_momentum`.
+
+What is sent: each gradient, `model_bytes` up; each reply, the model, `model_bytes` down. The
+model a worker adopts is the copy the server sent, as it left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..config import ScenarioError, bounded, check_ranges
+from .base import register_algorithm
+from .server import ServerAlgorithm, ServerConfig
+
+if TYPE_CHECKING:
+    from ..engine import GradientJob, Message, World
+
+__all__ = ["AsyncPS", "AsyncPSConfig"]
+
+MEAN_SQUARE_EPS = 1e-7  # inside DC-ASGD-a's square root, keeps lambda finite where no gradient has been seen
+
+
+@dataclass(frozen=True)
+class AsyncPSConfig(ServerConfig):
+    """Staleness-aware steps, and delay compensation (off at dc_lambda = 0; adaptive as DC-ASGD-a)."""
+
+    staleness_aware: bool = False
+    dc_lambda: float = bounded(0.0, low=0, high=1e6)  # the paper uses 0.04 (DC-ASGD-c) and 2 (DC-ASGD-a)
+    dc_adaptive: bool = False
+    dc_momentum: float = bounded(0.95, low=0, high=1, high_open=True)  # the paper's m for MeanSquare
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ranges(self)
+        if self.dc_adaptive and self.dc_lambda == 0:
+            raise ScenarioError("dc_lambda", "must be > 0 when dc_adaptive = true (it is lambda_0), got 0.0")
+
+
+@register_algorithm
+class AsyncPS(ServerAlgorithm):
+    """The server applies each worker's gradient on arrival and replies with the model it then holds."""
+
+    name = "async_ps"
+    config_class = AsyncPSConfig
+
+    def __init__(self, config: AsyncPSConfig, world: World):
+        super().__init__(config, world)
+        self.updates = 0  # gradients the server has applied
+        self._pulled_at = [0] * world.n_peers  # server updates when each worker's model left the server
+        compensate = config.dc_lambda > 0
+        self._pulled = world.params.clone() if compensate else None  # row w: the model worker w pulled
+        self._mean_square = torch.zeros(world.params.shape[1]) if config.dc_adaptive else None
+
+    def on_gradient(self, job: GradientJob) -> None:
+        world = self.world
+        world.send(job.peer, self.server, world.model_bytes, "gradient", job, row=job.grad)
+
+    def on_message(self, message: Message) -> None:
+        world = self.world
+        if message.kind == "model":
+            world.set_row(message.dst, message.row)
+            world.compute(message.dst)
+            return
+        worker = message.src
+        world.consume(message.payload)
+        staleness = self.updates - self._pulled_at[worker]
+        scale = 1.0 / max(staleness, 1) if self.config.staleness_aware else 1.0
+        world.apply_gradient(self.server, self.compensated(worker, message.row), scale)
+        self.updates += 1
+        self._pulled_at[worker] = self.updates
+        model = world.params[self.server]
+        if self._pulled is not None:
+            self._pulled[worker].copy_(model)
+        world.send(self.server, worker, world.model_bytes, "model", row=model)
+
+    def compensated(self, worker: int, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient the server applies for `worker`: `grad` itself, or DC-ASGD's compensated one."""
+        config = self.config
+        if self._pulled is None:
+            return grad
+        square = grad * grad
+        drift = self.world.params[self.server] - self._pulled[worker]
+        if self._mean_square is None:
+            return grad + config.dc_lambda * square * drift
+        self._mean_square.mul_(config.dc_momentum).add_(square, alpha=1 - config.dc_momentum)
+        return grad + config.dc_lambda * square * drift / (self._mean_square + MEAN_SQUARE_EPS).sqrt()
