@@ -44,14 +44,3 @@ def test_no_gap_is_printed_above_the_dense_limit_and_the_report_says_why():
     report = pairwise_gossip_report(MAX_DENSE_PEERS + 1, {(0, 1): 1})
     assert report.spectral_gap is None and "not computed" in report.definition
 
-
-def test_every_algorithm_lists_a_summary_and_a_paper_with_its_year():
-    import re
-
-    from p2psim.algorithms.base import algorithm_catalogue
-
-    rows = [row for row in algorithm_catalogue() if not row[0].startswith(("test_", "traced_", "validation_"))]
-    assert {"adpsgd", "adpsgd_idealised", "allreduce"} <= {name for name, _, _ in rows}
-    for name, summary, paper in rows:
-        assert summary, name
-        assert re.search(r"(19|20)\d\d", paper), f"{name}: no year in its paper reference {paper!r}"
