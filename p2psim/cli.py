@@ -1,13 +1,18 @@
 """`p2psim run | plot | devices | validate`: a thin wrapper over the Python API.
 
-Bad input ends with one clear message on stderr and exit status 2, never a traceback; a
-crash inside the simulation (`SimulationError`) ends with one line and exit status 1.
+Bad input ends with one clear message on stderr and exit status 2, never a traceback.
+Exit status 1 means a bug in p2psim itself: one line asks to report it, and the
+traceback goes to a file it names. Scenario warnings print as one line each; builds
+that validation estimates to take over a second are announced before they start.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +21,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["main"]
+__all__ = ["InputError", "main"]
+
+LONG_BUILD_S = 1.0  # announce a task build estimated to take longer
+
+
+class InputError(Exception):
+    """Bad input outside a scenario (a folder that is not a result, a metric it lacks): exit status 2."""
+
+
+def _say(line: str) -> None:
+    """One line on stderr, prefixed like every message of the command."""
+    print(f"p2psim: {line}", file=sys.stderr)
 
 
 def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -42,7 +58,10 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run
     from .scenario import load_scenario
 
-    scenario = load_scenario(args.scenario, _parse_overrides(args.set))
+    scenario = load_scenario(args.scenario, _parse_overrides(args.set), progress=_say)
+    build_s = scenario.task.sizes().build_s
+    if build_s > LONG_BUILD_S:
+        _say(f"building task {scenario.task.name!r} (estimated {build_s:.0f} s)")
     out = Path(args.out) if args.out else Path("results") / "runs" / f"{scenario.name}-{scenario.hash()}"
     bars: dict[str, Any] = {}
 
@@ -66,9 +85,12 @@ def _plot(args: argparse.Namespace) -> int:
     from .plots import plot_result
     from .result import Result
 
-    result = Result.load(args.result)
-    path = Path(args.output) if args.output else Path(args.result) / "figure.png"
-    print(plot_result(result, path, args.metric))
+    try:
+        result = Result.load(args.result)
+        path = Path(args.output) if args.output else Path(args.result) / "figure.png"
+        print(plot_result(result, path, args.metric))
+    except ValueError as error:  # not a result folder, or a metric it did not record
+        raise InputError(str(error)) from None
     return 0
 
 
@@ -82,7 +104,7 @@ def _devices(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .scenario import load_scenario
 
-    scenario = load_scenario(args.scenario, _parse_overrides(args.set))
+    scenario = load_scenario(args.scenario, _parse_overrides(args.set), progress=_say)
     print(f"{args.scenario}: valid ({scenario.peers.count} peers, algorithm {scenario.algorithm.name})")
     return 0
 
@@ -108,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     devices = commands.add_parser("devices", help="print the device catalogue")
     devices.set_defaults(handler=_devices)
 
+    grids = commands.add_parser("grids", help="print the carbon-intensity, price, PUE, embodied and rental catalogues")
+    grids.set_defaults(handler=lambda args: print(__import__("p2psim.grids").grids.format_grid_table()) or 0)
+
     validate = commands.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("scenario")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -120,18 +145,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # figures go to files; no display is needed or assumed
-    from .config import ScenarioError
-    from .engine import SimulationError
+    from .config import ScenarioError, ScenarioWarning
 
     args = _parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except ScenarioError as error:
-        return _fail(f"invalid scenario: {error}", 2)
-    except SimulationError as error:  # a crash inside an algorithm: a bug, not bad input
-        return _fail(f"simulation failed: {error}", 1)
-    except (ValueError, OSError) as error:  # bad input outside a scenario: a missing file, an absent metric
-        return _fail(str(error), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ScenarioWarning)
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+            if issubclass(category, ScenarioWarning):
+                _say(f"warning: {message}")
+            else:
+                shown(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
+        try:
+            return args.handler(args)
+        except ScenarioError as error:
+            return _fail(f"invalid scenario: {error}", 2)
+        except (InputError, OSError) as error:  # bad input outside a scenario: a missing file, an absent metric
+            return _fail(str(error), 2)
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
+        except Exception as error:  # anything else is a bug in p2psim (a SimulationError included)
+            return _fail(_bug_report(error), 1)
+
+
+def _bug_report(error: BaseException) -> str:
+    """One line asking to report the bug; the traceback goes to a file that the line names."""
+    with tempfile.NamedTemporaryFile("w", prefix="p2psim-bug-", suffix=".txt", delete=False) as file:
+        traceback.print_exception(error, file=file)
+    return (
+        f"internal error, a bug in p2psim: {type(error).__name__}: {error}. Please report it with the scenario "
+        f"file and the traceback written to {file.name}"
+    )
 
 
 def _fail(message: str, status: int) -> int:

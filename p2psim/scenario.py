@@ -13,7 +13,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,8 +328,13 @@ class Scenario:
         check_ranges(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], validate: bool = True) -> Scenario:
-        """Parse and (by default) validate a scenario given as nested dicts, as in its TOML file."""
+    def from_dict(
+        cls, data: Mapping[str, Any], validate: bool = True, progress: Callable[[str], None] | None = None
+    ) -> Scenario:
+        """Parse and (by default) validate a scenario given as nested dicts, as in its TOML file.
+
+        `progress` is told, one line each, about builds that validation estimates to take over a second.
+        """
         if not isinstance(data, Mapping):
             raise ScenarioError("", f"a scenario must be a table, got {type(data).__name__}")
         data = dict(data)
@@ -341,7 +346,7 @@ class Scenario:
         if validate:
             from .validation import validate_scenario
 
-            validate_scenario(scenario)
+            validate_scenario(scenario, progress)
         return scenario
 
     def to_dict(self) -> dict[str, Any]:
@@ -409,8 +414,10 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
         raise ScenarioError(dotted, "cannot set a key inside a value")
 
 
-def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """Read, override and validate a scenario TOML file.
+def load_scenario(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, progress: Callable[[str], None] | None = None
+) -> Scenario:
+    """Read, override and validate a scenario TOML file (`progress`: as in `Scenario.from_dict`).
 
     A relative `topology.path` in the file is relative to the file's folder; one given in
     `overrides` is relative to the working directory. Both are stored absolute.
@@ -429,4 +436,4 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         topology["path"] = os.path.join(os.path.dirname(os.path.abspath(path)), topology["path"])
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
-    return Scenario.from_dict(data)
+    return Scenario.from_dict(data, progress=progress)

@@ -245,15 +245,8 @@ def test_plot_with_zero_consensus_distance_uses_linear_axis_without_warning(tmp_
     plt.close(figure)
 
 
-def test_value_and_os_errors_exit_2_with_one_line(tiny, tmp_path, capsys, monkeypatch):
+def test_os_errors_exit_2_with_one_line(tiny, tmp_path, capsys, monkeypatch):
     import p2psim.runner
-
-    def bad_input(*args, **kwargs):
-        raise ValueError("first line\nsecond line")
-
-    monkeypatch.setattr(p2psim.runner, "_simulate", bad_input)
-    assert main(["run", str(tiny), "--quiet", "--out", str(tmp_path / "never")]) == 2
-    assert _one_line(capsys.readouterr().err) == "p2psim: first line second line"
 
     def unreadable(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "data.csv")
@@ -263,16 +256,30 @@ def test_value_and_os_errors_exit_2_with_one_line(tiny, tmp_path, capsys, monkey
     assert "Permission denied" in _one_line(capsys.readouterr().err)
 
 
-def test_simulation_error_exits_1_with_one_line(tiny, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        p2psim.SimulationError("peer 3 at t=1.5 s: adpsgd.on_message failed: KeyError: 7"),
+        ValueError("first line\nsecond line"),
+        MemoryError(),
+    ],
+    ids=["simulation-error", "value-error", "memory-error"],
+)
+def test_a_bug_exits_1_asking_to_report_it_with_the_traceback_in_a_file(tiny, tmp_path, capsys, monkeypatch, error):
+    """A crash of the simulation is p2psim's bug, not bad input: exit 1, one line, the traceback saved."""
     import p2psim.runner
 
     def crash(*args, **kwargs):
-        raise p2psim.SimulationError("peer 3 at t=1.5 s: adpsgd.on_message failed: KeyError: 7")
+        raise error
 
     monkeypatch.setattr(p2psim.runner, "_simulate", crash)
     assert main(["run", str(tiny), "--quiet", "--out", str(tmp_path / "never")]) == 1
     line = _one_line(capsys.readouterr().err)
-    assert line == "p2psim: simulation failed: peer 3 at t=1.5 s: adpsgd.on_message failed: KeyError: 7"
+    assert line.startswith(f"p2psim: internal error, a bug in p2psim: {type(error).__name__}: ")
+    assert "Please report it" in line and "Traceback" not in line
+    saved = Path(line.rsplit(" ", 1)[1])
+    assert "Traceback" in saved.read_text() and type(error).__name__ in saved.read_text()
+    saved.unlink()
 
 
 def test_unknown_command_exits_2(capsys):
@@ -294,3 +301,36 @@ def test_subprocess_validate_bad_file(tmp_path):
     assert "Traceback" not in done.stderr
     line = _one_line(done.stderr)
     assert "peers.devices" in line and "'gtx_9999'" in line and "h100_sxm" in line
+
+
+def test_scenario_warnings_print_as_one_line_each_and_validation_still_succeeds(tiny, capsys):
+    assert main(["validate", str(tiny), "--set", "data.batch_size=64"]) == 0
+    out, err = capsys.readouterr()
+    assert "valid (" in out
+    assert err.splitlines() == [
+        "p2psim: warning: data.batch_size: 64 is larger than the shard of 4 of 4 peers (smallest: 40 samples): "
+        "their batches are drawn with replacement"
+    ]
+
+
+def test_validation_of_a_large_regression_builds_nothing(tiny, capsys, monkeypatch):
+    """A least-squares task of 5000 features took 135 s to validate; its sizes are arithmetic."""
+    import p2psim.validation
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("validation built the task")
+
+    monkeypatch.setattr(p2psim.validation, "build_task", no_build)
+    assert main(["validate", str(tiny), "--set", "task.n_features=5000"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_long_builds_are_announced_before_they_start(tiny, capsys, monkeypatch):
+    import p2psim.validation
+
+    monkeypatch.setattr(p2psim.validation, "LONG_S", -1.0)  # announce every build
+    assert main(["validate", str(tiny), "--set", 'task={name="logistic"}', "--set", "data.partition=k_labels",
+                 "--set", "data.labels_per_peer=2"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("p2psim: building the ring graph over 4 peers (estimated ")
+    assert err[1].startswith("p2psim: building task 'logistic' to split its labels among 4 peers (estimated ")
