@@ -142,3 +142,17 @@ def test_latency_is_half_the_region_rtt_plus_both_access_latencies_unless_the_ed
     assert latency(1, 2) == pytest.approx(0.007)  # the edge's own latency replaces the model
     colocated = latency_function(graph, [None, None, None], access_s)
     assert colocated(0, 2) == pytest.approx(0.005)
+
+
+def test_every_region_has_a_sourced_fixed_line_profile_and_estimates_say_so():
+    profiles, sources = load_link_profiles(), link_sources()
+    for region in load_regions():
+        link = profiles[f"fixed_{region}"]
+        assert link.up_mbps > 0 and link.down_mbps >= link.up_mbps * 0.9, region  # downloads are not slower
+        global_median = (link.up_mbps, link.down_mbps) == (52.8, 97.6)
+        assert global_median == ("A6" in link.sources), region  # the global median stands in only as a marked estimate
+        assert ("estimate" in link.label) == ("A6" in link.sources)
+        assert all(s in sources for s in link.sources)
+    assert profiles["fixed_global"].up_mbps == 52.8  # Ookla, Jan 2025
+    assert profiles["fibre"].up_mbps / profiles["fixed_global"].up_mbps == pytest.approx(5.21, abs=0.01)
+    assert "Singapore" in profiles["fibre"].label
