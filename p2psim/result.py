@@ -6,12 +6,23 @@ recording tick and run; the ``run`` column names it), ``peers.csv`` (one row per
 the peer-to-peer run) and ``utilisation.csv`` (each peer's computing fraction over each
 recording interval, one row per tick, run and peer), and ``summary.txt`` (what the CLI
 prints, first line: where the timings come from).
+
+A folder is written whole or not at all: into ``<name>.incomplete-<token>`` beside it, then
+renamed, so a kill leaves the old complete result or a folder marked incomplete. The
+manifest, written last, holds the scenario's hash and each file's SHA-256; `Result.load`
+refuses a folder whose files do not match it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bill_report import bill_entry, bill_lines
 from .scenario import Scenario, load_scenario
 
-__all__ = ["MAIN_RUN", "Result"]
+__all__ = ["MAIN_RUN", "Result", "read_csv_exact", "read_manifest", "write_folder", "write_manifest"]
 
 MAIN_RUN = "p2p"
 UTILISATION_COLUMNS = ["run", "time_s", "peer", "computing_fraction"]
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -51,30 +64,44 @@ class Result:
         """History rows of one run."""
         return self.history[self.history["run"] == run].reset_index(drop=True)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the result folder; returns its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.scenario.save(directory / "scenario.toml")
-        self.history.to_csv(directory / "history.csv", index=False)
-        self.peers.to_csv(directory / "peers.csv", index=False)
-        self.utilisation.to_csv(directory / "utilisation.csv", index=False)
-        (directory / "summary.txt").write_text(self.format_summary() + "\n")  # says where timings come from
-        (directory / "manifest.json").write_text(json.dumps(_jsonable(self.manifest), indent=2, sort_keys=True) + "\n")
-        return directory
+    def save(self, directory: str | Path, *, force: bool = False) -> Path:
+        """Write the result folder atomically; returns its path.
+
+        A folder holding the result of the same scenario is replaced; one holding another
+        scenario's result needs `force` (CLI: ``--force``); one holding anything else is refused.
+        """
+        with write_folder(directory, self.manifest["scenario_hash"], force=force) as folder:
+            self.scenario.save(folder / "scenario.toml")
+            self.history.to_csv(folder / "history.csv", index=False)
+            self.peers.to_csv(folder / "peers.csv", index=False)
+            self.utilisation.to_csv(folder / "utilisation.csv", index=False)
+            (folder / "summary.txt").write_text(self.format_summary() + "\n")  # says where timings come from
+            write_manifest(folder, self.manifest)
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> Result:
-        """Read a result folder written by `save`."""
+        """Read a result folder written by `save`, refusing one whose files are not the manifest's."""
         directory = Path(directory)
-        if not (directory / "manifest.json").exists():
-            raise FileNotFoundError(f"{directory} is not a p2psim result folder (no manifest.json)")
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise FileNotFoundError(f"{directory} is not a p2psim result folder (no readable {MANIFEST})")
+        for name, digest in manifest.get("files", {}).items():
+            path = directory / name
+            if not path.exists() or _sha256(path) != digest:
+                raise ValueError(f"{directory}: {name} is not the file its {MANIFEST} was written with (a mixed folder)")
+        scenario = load_scenario(directory / "scenario.toml")
+        if scenario.hash() != manifest.get("scenario_hash"):
+            raise ValueError(
+                f"{directory}: scenario.toml has hash {scenario.hash()} but {MANIFEST} says "
+                f"{manifest.get('scenario_hash')} (a mixed folder, or one written by a p2psim whose scenarios resolve differently)"
+            )
         return cls(
-            scenario=load_scenario(directory / "scenario.toml"),
-            history=pd.read_csv(directory / "history.csv"),
-            peers=pd.read_csv(directory / "peers.csv"),
-            manifest=json.loads((directory / "manifest.json").read_text()),
-            utilisation=pd.read_csv(directory / "utilisation.csv"),
+            scenario=scenario,
+            history=read_csv_exact(directory / "history.csv"),
+            peers=read_csv_exact(directory / "peers.csv"),
+            manifest=manifest,
+            utilisation=read_csv_exact(directory / "utilisation.csv"),
         )
 
     def time_to_accuracy(self, target: float, run: str = MAIN_RUN) -> float:
@@ -111,6 +138,7 @@ class Result:
             if run != MAIN_RUN and len(history) and len(main):
                 entry["gap_at_equal_samples"] = _gap(main, history, "samples", metric)
                 entry["gap_at_equal_time"] = _gap(main, history, "time_s", metric)
+            entry.update(bill_entry(history, facts, target))  # kWh, CO2, cost: totals, per sample, to target
             out["runs"][run] = entry
         return out
 
@@ -141,10 +169,78 @@ class Result:
                     f"{'':>18}gap of p2p to this run in {metric}: {entry['gap_at_equal_samples']:+.4f} at equal samples, "
                     f"{entry['gap_at_equal_time']:+.4f} at equal time"
                 )
+            lines.extend(bill_lines(run, entry, summary["runs"][MAIN_RUN] if run != MAIN_RUN else None, target))
         facts = self.manifest["runs"][MAIN_RUN]
         if facts["status"] == "diverged":
             lines.append(f"p2p run diverged at t={facts['diverged_at_s']:.6g} s, peers {facts['diverged_peers']}")
         return "\n".join(lines)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """The folder's manifest, or None where there is none (never written, or not a result folder)."""
+    try:
+        return json.loads((Path(directory) / MANIFEST).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+
+
+@contextmanager
+def write_folder(directory: str | Path, scenario_hash: str, *, force: bool = False) -> Iterator[Path]:
+    """Yield a fresh folder to fill; on success it replaces `directory` by a rename, on error it is removed.
+
+    `directory` may be absent, empty, or a result folder of `scenario_hash` (replaced); another
+    scenario's result is replaced only with `force`, and anything else is never touched.
+    """
+    directory = Path(directory)
+    _check_replaceable(directory, scenario_hash, force)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    partial = directory.with_name(f"{directory.name}.incomplete-{secrets.token_hex(4)}")
+    partial.mkdir()
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    old = None
+    if directory.exists():
+        old = directory.with_name(f"{directory.name}.replaced-{secrets.token_hex(4)}")
+        os.rename(directory, old)  # a kill between the two renames leaves both folders, each whole
+    os.rename(partial, directory)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_replaceable(directory: Path, scenario_hash: str, force: bool) -> None:
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        return
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileExistsError(f"{directory} exists and is not a p2psim result folder; choose another folder")
+    if manifest.get("scenario_hash") != scenario_hash and not force:
+        raise FileExistsError(
+            f"{directory} holds the result of another scenario (hash {manifest.get('scenario_hash')}, "
+            f"this one is {scenario_hash}); pass force=True (CLI: --force) to replace it, or choose another folder"
+        )
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest last, with the SHA-256 of every file already in `folder`."""
+    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    text = json.dumps(_jsonable({**manifest, "files": files}), indent=2, sort_keys=True) + "\n"
+    (folder / MANIFEST).write_text(text)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_csv_exact(path: str | Path) -> pd.DataFrame:
+    """A CSV as written, to the last bit: pandas 2's default float parser may be one unit off in the last place."""
+    return pd.read_csv(path, **_EXACT_FLOATS)
+
+
+# pandas 3 parses floats exactly by default (and deprecates the option)
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def _gap(main: pd.DataFrame, other: pd.DataFrame, axis: str, metric: str) -> float:
