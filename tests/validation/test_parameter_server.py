@@ -158,12 +158,15 @@ def test_sync_ps_equals_allreduce_equals_one_device_on_the_global_batch(optimize
     the mean of K equal-size batch gradients is the gradient of their union, so K workers behind a
     server, K devices with all-reduce and one device on the K-fold batch take the same steps.
 
-    All three are fed the same batches (batch i of round r on worker i, the union on the one device);
-    the final models agree to float32 rounding (1e-6): the sync PS and all-reduce bit for bit.
+    Left alone the runs would draw different batches (worker i + 1 of the PS samples shard i + 1 of
+    K + 1 with the stream of peer i + 1; device i of all-reduce shard i of K with that of peer i), so
+    all three are fed the same ones: batch i of round r on worker i, their union on the one device.
+    The final models agree to float32 rounding (1e-6), the sync PS and all-reduce bit for bit.
     """
     k, batch, rounds = 4, 4, 6
     base = {"algorithm.optimizer": {"name": optimizer}, "stop": {"samples": rounds * k * batch}}
-    draws = np.random.default_rng(7).integers(0, 320, size=(rounds + 1, k, batch))  # 320 training samples; all-reduce starts one more round
+    # indices into the 320 training samples; one round more, which the runs start but never apply
+    draws = np.random.default_rng(7).integers(0, 320, size=(rounds + 1, k, batch))
 
     ps = World(build_run(Scenario.from_dict(tiny({"h100_sxm": k + 1}, **base))))
     scripted(ps, lambda peer, n: draws[n, peer - 1]).run()  # worker i + 1 is the all-reduce's device i
@@ -190,7 +193,8 @@ def test_a_round_with_backup_workers_takes_the_kth_fastest_workers_time(devices,
     """Chen et al. 2016, Section 3: with b backup workers the server steps on the first k = N - b
     gradients, so a round lasts the k-th fastest worker's step plus the pull and the push:
     T = t_(k) + 2 x 50 ms + transfers (a few 4-byte messages: < 1e-4 s). Measured between the
-    first and the last server step; the slow workers' late gradients are dropped, never applied."""
+    first and the last server step (tolerance 1e-4 s); the RX 580's late gradients are dropped, one
+    per t_slow, never applied."""
     data = tiny(devices, **{"algorithm.name": "validation_timed_sync_ps", "algorithm.backup_workers": backups})
     data["stop"] = {"sim_time_s": 60.0}
     world = World(build_run(Scenario.from_dict(data)))
@@ -207,7 +211,9 @@ def test_a_round_with_backup_workers_takes_the_kth_fastest_workers_time(devices,
     slowest = workers[int(np.argmax(world.setup.step_time_s[workers]))]
     if backups:
         assert world.peer_steps[slowest] == 0  # the RX 580 never makes a round
-        assert algorithm.dropped >= 1 and world.info["dropped_gradients"] == algorithm.dropped
+        # it always holds a newer model when it finishes, so it pushes every t_slow s: each push dropped
+        slow_s = world.setup.step_time_s[slowest]
+        assert algorithm.dropped == int((60.0 - LATENCY_S) // slow_s) == world.info["dropped_gradients"]
     else:
         assert algorithm.dropped == 0 and all(world.peer_steps[w] == len(times) for w in workers)
 
@@ -320,7 +326,8 @@ def test_dc_asgd_applies_the_compensated_gradient_and_it_is_closer_to_the_gradie
     f = h w^2 / 2 the gradient at w_now is g + h (w_now - w_pulled), so the compensation's error is
     |h - lambda g^2| |w_now - w_pulled| against h |w_now - w_pulled| uncompensated. With
     lambda = 1 / (h w_0^2) (the exact curvature at the start) it is smaller at every delayed step.
-    Checked exactly (rel. 1e-5) on every step against the formula, from the logged rows."""
+    Checked exactly (rel. 1e-5) on every step against the formula, from the logged rows; over the run
+    the mean error falls below half of plain async's, and the end point is 10x closer to w* = 0."""
     tau, steps = 2, 60
     lr = 0.9 * stability_limit(tau) / H
     x0 = float(build_run(Scenario.from_dict(quadratic_async_data(tau + 1, lr, steps))).task.initial_params[0])
@@ -336,6 +343,14 @@ def test_dc_asgd_applies_the_compensated_gradient_and_it_is_closer_to_the_gradie
             delayed += 1
             assert abs(applied - H * now) < abs(g - H * now)
     assert delayed >= steps - tau - 1
+    # Over the run: the applied gradients' mean error against the gradient at w_now, and the end point.
+    plain = quadratic_async(tau + 1, lr, steps)
+
+    def mean_error(log: list[dict]) -> float:
+        return float(np.mean([abs((float(e["now"][0]) - float(e["after"][0])) / lr - H * float(e["now"][0])) for e in log]))
+
+    assert mean_error(world.algorithm.log) < 0.5 * mean_error(plain.algorithm.log)  # measured 0.022 vs 0.090
+    assert abs(float(world.params[0, 0])) < 0.1 * abs(float(plain.params[0, 0]))  # measured 0.0043 vs 0.13
 
 
 def test_dc_asgd_adaptive_normalises_by_the_running_mean_square():
