@@ -1,0 +1,218 @@
+"""Moshpit SGD: local steps, then an exact average inside small groups that change every round.
+
+Ryabinin, Dettmers, Diskin, Borzunov, "Moshpit SGD: Communication-Efficient Decentralized
+Training on Heterogeneous Unreliable Devices", NeurIPS 2021, https://arxiv.org/abs/2103.03239.
+
+Update rule: a peer takes `local_steps` optimizer steps, then joins its group for its next
+round and waits. `grouping = "grid"` (Moshpit averaging, Section 3.1): the n = M^d peers
+sit on a d-dimensional grid of side M = `group_size`; round r groups the peers that share
+every coordinate but coordinate r mod d, so after any d consecutive rounds of exact group
+averaging every peer holds the exact global mean. `grouping = "random"`: each round, a
+seeded uniform random permutation of the peers cut into groups of M (the last group
+holds the n mod M left over); one round's expected matrix is E[W] = (G/n) I + (n - G)/(n(n-1))
+off the diagonal for G groups, whose second eigenvalue is (G - 1)/(n - 1), and since each
+group average is a projection, E[V] contracts by exactly that factor per round.
+
+Inside a group, once all its members are ready, a ring all-reduce runs as real messages
+(Patarasuk & Yuan 2009, as in `allreduce.py`): 2(M - 1) steps in which each member sends
+1/M of the model to its successor, after receiving the previous step's chunk, so one group
+average takes 2(M - 1)(latency + S/(M bandwidth)) on equal links. Each member's row is set
+to the mean of the group's models as they were when the all-reduce started (the models
+sent) at the instant its own last chunk arrives; members are idle meanwhile (no step
+overlaps the average). Matchmaking (the paper's DHT) is assumed free and instant, and
+groups ignore the topology (any peer can reach any peer).
+
+What is sent: per group average, each member sends 2(M - 1) chunks of `model_bytes`/M bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..config import ScenarioError
+from ..mixing import MixingReport
+from .base import Algorithm, AlgorithmConfig, register_algorithm
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from ..engine import GradientJob, Message, World
+
+__all__ = ["Moshpit", "MoshpitConfig", "grid_dimensions"]
+
+GROUPINGS = ("grid", "random")
+
+
+@dataclass(frozen=True)
+class MoshpitConfig(AlgorithmConfig):
+    """Group size M, how groups form each round, and local steps between two group averages."""
+
+    group_size: int = 2
+    grouping: str = "grid"
+    local_steps: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, low in (("group_size", 2), ("local_steps", 1)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= 10**9):
+                raise ScenarioError(name, f"must be an integer in [{low}, 1e9], got {value!r}")
+        if self.grouping not in GROUPINGS:
+            raise ScenarioError("grouping", f"must be one of {', '.join(GROUPINGS)}, got {self.grouping!r}")
+
+
+def grid_dimensions(n: int, side: int) -> int | None:
+    """d such that n = side^d (d >= 1), or None when n is not such a power.
+
+    >>> grid_dimensions(9, 3), grid_dimensions(8, 2), grid_dimensions(12, 2)
+    (2, 3, None)
+    """
+    d, size = 1, side
+    while size < n:
+        size *= side
+        d += 1
+    return d if size == n else None
+
+
+@dataclass(eq=False)
+class _GroupAverage:
+    """One group's all-reduce in flight: its members, the mean of what they sent, chunks each has received."""
+
+    members: tuple[int, ...]
+    mean: torch.Tensor
+    received: list[int]
+    done: int = 0
+
+
+@register_algorithm
+class Moshpit(Algorithm):
+    """Local steps, then an all-reduce within this round's group (grid or random); the groups rotate."""
+
+    name = "moshpit"
+    config_class = MoshpitConfig
+
+    @classmethod
+    def check_graph(cls, config: MoshpitConfig, graph: nx.Graph) -> None:
+        n, side = graph.number_of_nodes(), config.group_size
+        if side > n:
+            raise ScenarioError("algorithm.group_size", f"must be <= the number of peers ({n}), got {side}")
+        if config.grouping == "grid" and grid_dimensions(n, side) is None:
+            raise ScenarioError(
+                "algorithm.group_size",
+                f"grid grouping needs n = group_size^d peers; {n} is not a power of {side} "
+                "(choose peers.count accordingly, or grouping = \"random\")",
+            )
+
+    def __init__(self, config: MoshpitConfig, world: World):
+        super().__init__(config, world)
+        n, side = world.n_peers, config.group_size
+        self._dimensions = grid_dimensions(n, side) if config.grouping == "grid" else None
+        self._steps = np.zeros(n, dtype=np.int64)
+        self.rounds = np.zeros(n, dtype=np.int64)  # group averages each peer has completed
+        self._partitions: dict[int, list[tuple[int, ...]]] = {}  # random grouping: round -> group of each peer
+        self._joined: dict[int, int] = {}  # random grouping: round -> peers that have looked up their group
+        self._ready: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+        self._averages: dict[tuple[int, tuple[int, ...]], _GroupAverage] = {}
+
+    def on_gradient(self, job: GradientJob) -> None:
+        peer = job.peer
+        self._step(job)
+        self._steps[peer] += 1
+        if self._steps[peer] % self.config.local_steps == 0:
+            self._join(peer)
+        else:
+            self.world.compute(peer)
+
+    def _step(self, job: GradientJob) -> None:
+        """The local update: one optimizer step."""
+        self.world.apply_gradient(job.peer, self.world.consume(job))
+
+    def _group(self, peer: int, round_index: int) -> tuple[int, ...]:
+        """The peers (sorted) that `peer` averages with in round `round_index`."""
+        if self._dimensions is not None:
+            side = self.config.group_size
+            stride = side ** (round_index % self._dimensions)
+            base = peer - (peer // stride % side) * stride  # the peer with coordinate r mod d set to 0
+            return tuple(base + k * stride for k in range(side))
+        if round_index not in self._partitions:
+            order = self.world.rng.permutation(self.world.n_peers)
+            groups = [tuple(sorted(int(p) for p in order[k : k + self.config.group_size])) for k in range(0, len(order), self.config.group_size)]
+            self._partitions[round_index] = [()] * self.world.n_peers
+            for members in groups:
+                for member in members:
+                    self._partitions[round_index][member] = members
+        members = self._partitions[round_index][peer]
+        self._joined[round_index] = self._joined.get(round_index, 0) + 1
+        if self._joined[round_index] == self.world.n_peers:  # everyone has its group: forget the round
+            del self._partitions[round_index], self._joined[round_index]
+        return members
+
+    def _join(self, peer: int) -> None:
+        """Wait for this round's group; the last member to arrive starts the all-reduce."""
+        round_index = int(self.rounds[peer])
+        members = self._group(peer, round_index)
+        if len(members) == 1:
+            self._finish(peer, round_index)
+            return
+        key = (round_index, members)
+        ready = self._ready.setdefault(key, [])
+        ready.append(peer)
+        if len(ready) == len(members):
+            del self._ready[key]
+            self._start_average(key)
+
+    def _start_average(self, key: tuple[int, tuple[int, ...]]) -> None:
+        """Every member sends its first chunk; the mean of the models sent is fixed now, seen at the end."""
+        world, members = self.world, key[1]
+        mean = world.params.index_select(0, torch.as_tensor(members)).mean(dim=0)
+        self._averages[key] = _GroupAverage(members, mean, [0] * len(members))
+        for position in range(len(members)):
+            self._send_chunk(key, position)
+
+    def _send_chunk(self, key: tuple[int, tuple[int, ...]], position: int) -> None:
+        members = key[1]
+        successor = (position + 1) % len(members)
+        world = self.world
+        world.send(members[position], members[successor], world.model_bytes / len(members), "chunk", (key, successor))
+
+    def on_message(self, message: Message) -> None:
+        key, position = message.payload
+        average = self._averages[key]
+        average.received[position] += 1
+        if average.received[position] < 2 * (len(average.members) - 1):
+            self._send_chunk(key, position)
+            return
+        member = average.members[position]
+        self.world.set_row(member, average.mean)
+        average.done += 1
+        if average.done == len(average.members):
+            del self._averages[key]
+        self._finish(member, key[0])
+
+    def _finish(self, peer: int, round_index: int) -> None:
+        """`peer` has completed round `round_index`: back to local steps."""
+        self.rounds[peer] = round_index + 1
+        self.world.compute(peer)
+
+    def mixing(self) -> MixingReport:
+        n = self.world.n_peers
+        if n == 1:
+            return MixingReport(1.0, "a single peer is at consensus", "none")
+        if self._dimensions is not None:
+            return MixingReport(
+                1.0,
+                f"exact average every d = {self._dimensions} rounds: the product of any d consecutive grid rounds' "
+                "group-averaging matrices is 11^T/n (Ryabinin et al. 2021, Sec. 3.1); one round alone has gap 0",
+                f"product of {self._dimensions} rounds of grid group averaging (M = {self.config.group_size})",
+            )
+        groups = -(-n // self.config.group_size)
+        return MixingReport(
+            (n - groups) / (n - 1),
+            "1 - lambda_2 of E[W] for one round of a uniformly random partition into G groups: (n - G)/(n - 1), "
+            "exact per round (each W is a projection)",
+            f"E[W] of one random grouping into {groups} groups of <= {self.config.group_size}",
+        )
