@@ -64,6 +64,7 @@ class Catalogue:
     """Everything grids.toml and grid_profiles.toml hold, validated."""
 
     model: dict[str, float]
+    model_sources: tuple[str, ...]
     grids: dict[str, Grid]
     profiles: dict[str, HourlyProfile]
     pue: dict[str, dict[str, Any]]
@@ -92,7 +93,7 @@ def _table(data: Mapping[str, Any], section: str, fields: set[str], sources: Map
         _check_keys(where, entry, fields | {"sources"})
         row = {key: entry[key] for key in fields}
         for key, value in row.items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float)) and key != "year":
                 row[key] = _positive(f"{where}.{key}", value, 1.0 if key == "pue" else 0.0)
         row["sources"] = check_sources(where, entry["sources"], sources)
         out[name] = row
@@ -106,7 +107,7 @@ def grid_catalogue() -> Catalogue:
     sources = {key: str(value) for key, value in data["sources"].items()}
     model_keys = {"datacenter_pue", "home_pue", "host_factor_datacenter", "host_factor_home", "network_reference_kwh_per_gb"}
     _check_keys("grids.toml: model", data["model"], model_keys | {"sources"})
-    check_sources("grids.toml: model", data["model"]["sources"], sources)
+    model_sources = check_sources("grids.toml: model", data["model"]["sources"], sources)
     model = {key: _positive(f"grids.toml: model.{key}", data["model"][key]) for key in model_keys}
     grids = {}
     for name, entry in _table(data, "grids", {"label", "gco2_per_kwh", "year", "price_usd_per_kwh", "price_year"}, sources).items():
@@ -121,6 +122,7 @@ def grid_catalogue() -> Catalogue:
         profiles[name] = HourlyProfile(months=months, source=f"typical day per month, {entry['grid']} {entry['year']}; {cited}")
     return Catalogue(
         model=model,
+        model_sources=model_sources,
         grids=grids,
         profiles=profiles,
         pue=_table(data, "pue", {"pue", "year"}, sources),
@@ -159,7 +161,7 @@ def load_trace(path: str | Path) -> HourlyProfile:
     values = pd.to_numeric(table["gco2_per_kwh"], errors="coerce").to_numpy(dtype=np.float64)
     if len(values) == 0 or not np.isfinite(values).all() or (values < 0).any():
         raise ValueError(f"trace file {path}: gco2_per_kwh needs at least one row, every value a number >= 0")
-    if len(times) > 1 and not (np.diff(times.asi8) == 3_600_000_000_000).all():
+    if len(times) > 1 and not (times[1:] - times[:-1] == pd.Timedelta(hours=1)).all():
         raise ValueError(f"trace file {path}: rows must be consecutive hours")
     return HourlyProfile(trace_start=times[0].floor("h"), trace=values, source=f"trace file {path.resolve()}")
 
@@ -189,7 +191,8 @@ def format_grid_table() -> str:
             [(k, f"{v['usd_per_hour']:g}", str(v["date"]), ", ".join(v["sources"])) for k, v in cat.rental.items()],
         ),
         "",
-        _aligned(("model", "value", "", "sources"), [(k, f"{v:g}", "", "") for k, v in cat.model.items()]),
+        _aligned(("model", "value"), [(k, f"{v:g}") for k, v in cat.model.items()]),
+        f"(model sources: {', '.join(cat.model_sources)})",
         "",
     ]
     lines += [f"{key}: {text}" for key, text in cat.sources.items()]

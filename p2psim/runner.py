@@ -8,7 +8,7 @@ the same engine (DESIGN decision 7).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .algorithms.allreduce import AllReduceConfig
+from .admission import admit
+from .bill import bill_run
 from .build import build_run, model_shape
 from .engine import simulate
 from .provenance import manifest
@@ -77,6 +79,7 @@ def baseline_scenario(scenario: Scenario, baseline: BaselineSpec, samples: int) 
             divergence_factor=scenario.metrics.divergence_factor,
         ),
         engine=scenario.engine,
+        energy=replace(scenario.energy, admission="all"),  # its devices sit in energy.grid (no region)
     )
 
 
@@ -102,7 +105,10 @@ def run(
     result, reported in `Result.status`, not an exception.
     """
     scenario = _as_scenario(scenario)
-    records = [_simulate(MAIN_RUN, scenario, progress)]
+    admitted, admission = admit(scenario)  # energy.admission: the carbon-aware choice of peers
+    records = [_simulate(MAIN_RUN, admitted, progress)]
+    if admission:
+        records[0].info["admission"] = admission
     budget = records[0].info["samples"]
     for spec in scenario.baselines if baselines else ():
         records.append(_simulate(spec.name, baseline_scenario(scenario, spec, budget), progress))
@@ -140,7 +146,9 @@ def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> _Reco
         "flops_per_step": setup.flops_per_step,
         "devices": sorted({d.name for d in setup.devices}),
     }
-    history = pd.DataFrame(outcome.history)
+    bill = bill_run(setup, outcome)  # kWh, CO2 and cost from the recorded utilisation
+    info["energy"] = bill.facts
+    history = pd.DataFrame(outcome.history).assign(**bill.history)
     history.insert(0, "run", name)
     utilisation = pd.DataFrame(
         {
@@ -150,7 +158,7 @@ def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> _Reco
             "computing_fraction": np.concatenate([u for _, u in outcome.utilisation]) if outcome.utilisation else [],
         }
     )
-    return _Record(name, info, history, pd.DataFrame(outcome.peers), utilisation)
+    return _Record(name, info, history, pd.DataFrame(outcome.peers).assign(**bill.peers), utilisation)
 
 
 def timing_source(scenario: Scenario) -> str:
