@@ -61,7 +61,8 @@ class GossipConfig(AlgorithmConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for field, value, allowed in (("mode", self.mode, MODES), ("partner", self.partner, PARTNERS), ("merge", self.merge, MERGES)):
+        for field, allowed in (("mode", MODES), ("partner", PARTNERS), ("merge", MERGES)):
+            value = getattr(self, field)
             if value not in allowed:
                 raise ScenarioError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
         if not (isinstance(self.period, int) and not isinstance(self.period, bool) and 1 <= self.period <= 10**9):
@@ -73,6 +74,9 @@ def one_way_gossip_report(n: int, merge_counts: Counter[tuple[int, int]]) -> Mix
 
     E[W] is row stochastic but not doubly stochastic: it contracts the expected disagreement
     E[x] towards a consensus that is not the initial mean (the sum is not preserved).
+
+    >>> one_way_gossip_report(2, Counter({(0, 1): 4})).spectral_gap  # E[W] = [[1, 0], [1/2, 1/2]]
+    0.5
     """
     matrix = f"E[W] of one one-way merge at the observed rates of {len(merge_counts)} (sender, receiver) pairs"
     if n == 1:

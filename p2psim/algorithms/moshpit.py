@@ -27,7 +27,7 @@ What is sent: per group average, each member sends 2(M - 1) chunks of `model_byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -139,8 +139,8 @@ class Moshpit(Algorithm):
             base = peer - (peer // stride % side) * stride  # the peer with coordinate r mod d set to 0
             return tuple(base + k * stride for k in range(side))
         if round_index not in self._partitions:
-            order = self.world.rng.permutation(self.world.n_peers)
-            groups = [tuple(sorted(int(p) for p in order[k : k + self.config.group_size])) for k in range(0, len(order), self.config.group_size)]
+            order, side = self.world.rng.permutation(self.world.n_peers).tolist(), self.config.group_size
+            groups = [tuple(sorted(order[k : k + side])) for k in range(0, len(order), side)]
             self._partitions[round_index] = [()] * self.world.n_peers
             for members in groups:
                 for member in members:
