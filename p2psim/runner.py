@@ -98,10 +98,12 @@ def run(
     baselines: bool = True,
     out: str | Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> Result:
     """Validate and simulate `scenario` (object, dict or TOML path), then its baselines.
 
-    With `out`, the result folder is written there. A diverged or stalled run is a
+    With `out`, the result folder is written there, atomically; a folder holding another
+    scenario's result is replaced only with `force`. A diverged or stalled run is a
     result, reported in `Result.status`, not an exception.
     """
     scenario = _as_scenario(scenario)
@@ -120,7 +122,7 @@ def run(
         utilisation=pd.concat([r.utilisation for r in records], ignore_index=True),
     )
     if out is not None:
-        result.save(out)
+        result.save(out, force=force)
     return result
 
 
