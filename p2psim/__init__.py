@@ -12,5 +12,6 @@ from .engine import SimulationError
 from .result import Result
 from .runner import baseline_scenario, run
 from .scenario import Scenario, load_scenario
+from .sweep import sweep
 
-__all__ = ["Result", "Scenario", "ScenarioError", "SimulationError", "baseline_scenario", "load_scenario", "run"]
+__all__ = ["Result", "Scenario", "ScenarioError", "SimulationError", "baseline_scenario", "load_scenario", "run", "sweep"]

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"t={time_s:.4g} s simulated", refresh=False)
         bar.update(round(100 * fraction) - bar.n)
 
-    result = run(scenario, baselines=not args.no_baselines, out=out, progress=progress)
+    result = run(scenario, baselines=not args.no_baselines, out=out, progress=progress, force=args.force)
     for bar in bars.values():
         bar.close()
     print(result.format_summary())
@@ -109,6 +109,35 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .sweep import load_sweep, sweep
+
+    spec = load_sweep(args.sweep)
+    out = Path(args.out) if args.out else Path("results") / "sweeps" / spec.name
+    bar = tqdm(desc=spec.name, unit="run", disable=args.quiet or None)
+
+    def progress(done: int, total: int, failed: int) -> None:
+        bar.total = total
+        bar.set_postfix_str(f"{failed} failed", refresh=False)
+        bar.update(done - bar.n)
+
+    table = sweep(spec, out=out, executor=args.executor, workers=args.workers, progress=progress, retry_failed=args.retry_failed)
+    bar.close()
+    runs = table[table["run"] == "p2p"].drop_duplicates("scenario_hash")["status"].value_counts()
+    print(f"{runs.sum()} runs: " + ", ".join(f"{n} {status}" for status, n in runs.items()) + f"; table: {out / 'table.csv'}")
+    return 0  # a failed run is recorded in the table with its error
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    outcome = reproduce(args.result, rtol=args.rtol, atol=args.atol)
+    print(outcome.format())
+    return 0 if outcome.within_tolerance else 1  # as diff: 1 when the histories differ
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2psim", description="Peer-to-peer asynchronous SGD in virtual time.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field, e.g. algorithm.lr=0.05")
     run.add_argument("--no-baselines", action="store_true", help="skip the centralized baselines")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--force", action="store_true", help="replace a folder holding another scenario's result")
     run.set_defaults(handler=_run)
 
     plot = commands.add_parser("plot", help="draw a result folder's figure as PNG")
@@ -137,6 +167,21 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("scenario")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     validate.set_defaults(handler=_validate)
+
+    sweep = commands.add_parser("sweep", help="run a sweep file's runs not yet finished; write one tidy table")
+    sweep.add_argument("sweep", help="sweep TOML file")
+    sweep.add_argument("--executor", choices=["local", "ray", "dask"], default="local", help="default: a local process pool")
+    sweep.add_argument("--workers", type=int, help="runs at once (default: one per CPU)")
+    sweep.add_argument("--out", help="sweep folder (default: results/sweeps/<name>)")
+    sweep.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=_sweep)
+
+    reproduce = commands.add_parser("reproduce", help="run a result folder again; compare its history tick by tick")
+    reproduce.add_argument("result", help="result folder")
+    reproduce.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
+    reproduce.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+    reproduce.set_defaults(handler=_reproduce)
     return parser
 
 
