@@ -2,7 +2,17 @@
 
 `NetworkModel` is the `[network]` table of a scenario (less its link profiles) and what
 `network.Network` runs with. Each option is validated here, naming the field and the
-allowed values. The TCP numbers carry their sources beside them.
+allowed values. The TCP numbers carry their sources beside them:
+
+- Mathis, Semke, Mahdavi & Ott, "The macroscopic behavior of the TCP congestion avoidance
+  algorithm", ACM SIGCOMM CCR 27(3), 1997: throughput = MSS / (RTT sqrt(2p/3)).
+- Velho & Legrand, "Accuracy study and improvement of network simulation in the SimGrid
+  framework", SIMUTools 2009, and Velho, Schnorr, Casanova & Legrand, "On the validity of
+  flow-level TCP network models for grid and cloud simulations", ACM TOMACS 23(4), 2013:
+  the LV08 model; its values (latency x 13.01, bandwidth x 0.97, window bound
+  TCP-gamma / (2 x latency) with TCP-gamma = 4 MiB) as SimGrid sets them in
+  src/kernel/resource/models/network_cm02.cpp.
+- RFC 6928 (initial window of 10 segments), RFC 5681 section 4.1 (restart after idle).
 """
 
 from __future__ import annotations
