@@ -19,9 +19,9 @@ symmetric, doubly stochastic), the matrix `mixing()` reports. The step "- lr g" 
 of the scenario's optimizer (`World.apply_gradient`): plain SGD gives the papers' rule.
 What is sent: each round, the whole model to each neighbour, `model_bytes` per message
 (degree x model_bytes per peer and round). The received model is the one copied at send
-time; a fast neighbour may be one round ahead (it needs this peer's round-k model to leave
-round k, so never two), so incoming models are summed, weighted by W, into one of two
-[n, d] buffers chosen by the round's parity.
+time, added times W_ij to the receiver's row of one [n, d] sum (`RoundInbox`); a fast
+neighbour's model for a later round (it can be one round ahead: it needs this peer's
+round-k model to leave round k) waits in a row pool until the receiver reaches that round.
 """
 
 from __future__ import annotations
@@ -33,13 +33,56 @@ import numpy as np
 import torch
 
 from ..mixing import MixingReport, matrix_report
+from ..payloads import RowPool
 from ..topology import mixing_matrix
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
     from ..engine import GradientJob, Message, World
 
-__all__ = ["ATCDSGD", "DPSGD", "DPSGDConfig"]
+__all__ = ["ATCDSGD", "DPSGD", "DPSGDConfig", "RoundInbox"]
+
+
+class RoundInbox:
+    """Per receiver, the weighted sum of the rows received for its current round; rows sent for later rounds wait.
+
+    `sums[i]` = sum of weight x row over the messages of peer i's current round, `weights[i]` the
+    sum of their weights and `counts[i]` their number: one [n, d] tensor, whatever the degree.
+    A message for a round the receiver has not reached yet is copied into a `RowPool` slot and
+    folded in by `next_round`, so the memory beyond [n, d] is one row per early message.
+    """
+
+    def __init__(self, n: int, d: int, dtype: torch.dtype):
+        self.sums = torch.zeros(n, d, dtype=dtype)
+        self.weights = np.zeros(n)
+        self.counts = np.zeros(n, dtype=np.int64)
+        self._pool = RowPool(d, capacity=1, dtype=dtype)
+        self._early: list[list[tuple[int, float, int]]] = [[] for _ in range(n)]  # (round, weight, slot)
+
+    def add(self, peer: int, sent_round: int, current_round: int, row: torch.Tensor, weight: float) -> None:
+        """A message to `peer` sent in `sent_round`: summed now if that is `peer`'s round, else kept for later."""
+        if sent_round == current_round:
+            self._sum(peer, row, weight)
+        else:
+            self._early[peer].append((sent_round, weight, self._pool.store(row)))
+
+    def next_round(self, peer: int, round_: int) -> None:
+        """`peer` has moved to `round_`: empty its sums and fold in what already arrived for that round."""
+        self.sums[peer].zero_()
+        self.weights[peer] = 0.0
+        self.counts[peer] = 0
+        early, self._early[peer] = self._early[peer], []
+        for sent_round, weight, slot in early:
+            if sent_round == round_:
+                self._sum(peer, self._pool.row(slot), weight)
+                self._pool.release(slot)
+            else:
+                self._early[peer].append((sent_round, weight, slot))
+
+    def _sum(self, peer: int, row: torch.Tensor, weight: float) -> None:
+        self.sums[peer].add_(row, alpha=weight)
+        self.weights[peer] += weight
+        self.counts[peer] += 1
 
 
 @dataclass(frozen=True)
@@ -61,8 +104,7 @@ class DPSGD(Algorithm):
         self.W = mixing_matrix(world.setup.graph, world.setup.scenario.topology.mixing)
         n, d = world.params.shape
         self.round = [0] * n
-        self._sums = torch.zeros(2, n, d, dtype=world.params.dtype)  # sum_j W_ij x_j^sent, by round parity
-        self._arrived = np.zeros((2, n), dtype=np.int64)
+        self._inbox = RoundInbox(n, d, world.params.dtype)  # sum_j W_ij x_j^sent of each peer's round
         self._jobs: list[GradientJob | None] = [None] * n
 
     def mixing(self) -> MixingReport:
@@ -92,23 +134,17 @@ class DPSGD(Algorithm):
         self._try_finish(job.peer)
 
     def on_message(self, message: Message) -> None:
-        parity = message.payload % 2
         peer = message.dst
-        self._sums[parity, peer].add_(message.row, alpha=float(self.W[peer, message.src]))
-        self._arrived[parity, peer] += 1
+        self._inbox.add(peer, message.payload, self.round[peer], message.row, float(self.W[peer, message.src]))
         self._try_finish(peer)
 
     def _try_finish(self, peer: int) -> None:
         """End the round once the gradient is done and every neighbour's model of this round is in."""
-        parity = self.round[peer] % 2
         job = self._jobs[peer]
-        if job is None or self._arrived[parity, peer] < len(self.world.neighbors[peer]):
+        if job is None or self._inbox.counts[peer] < len(self.world.neighbors[peer]):
             return
-        merged = self._sums[parity, peer]
-        merged.add_(self.world.params[peer], alpha=float(self.W[peer, peer]))
+        merged = self._inbox.sums[peer].add_(self.world.params[peer], alpha=float(self.W[peer, peer]))
         self.world.set_row(peer, merged)
-        merged.zero_()
-        self._arrived[parity, peer] = 0
         self._jobs[peer] = None
         if not self.adapt_first:
             self._apply(job)
@@ -121,6 +157,7 @@ class DPSGD(Algorithm):
     def _end_round(self, peer: int) -> None:
         """The round is complete on `peer`: start the next one."""
         self.round[peer] += 1
+        self._inbox.next_round(peer, self.round[peer])
         self._begin_round(peer)
 
 

@@ -27,7 +27,8 @@ shares 1/(degree + 1); or "exponential_one_peer", the time-varying directed grap
 Section 5: in round k peer i sends only to i + 2^(k mod m) mod n, m = floor(log2(n - 1)) + 1
 (= log2 n for n a power of 2, where m consecutive rounds average exactly).
 
-`tau` = 0: synchronous SGP, a peer ends round k once every round-k message to it has arrived.
+`tau` = 0: synchronous SGP, a peer ends round k once every round-k message to it has arrived
+(summed into one [n, d] tensor as they come; one sent for a later round waits in a row pool).
 `tau` >= 1: overlap SGP (tau-OSGP): a peer adds each message to (x_i, w_i) when it arrives and
 goes on after sending; it starts round k + 1 only once every message sent to it in rounds
 <= k - tau has arrived, so messages are at most tau rounds late. What is sent: per message the
@@ -43,11 +44,11 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
-import torch
 
 from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MAX_DENSE_PEERS, MixingReport, matrix_report
 from .base import Algorithm, AlgorithmConfig, register_algorithm
+from .dpsgd import RoundInbox
 
 if TYPE_CHECKING:
     from ..engine import GradientJob, Message, World
@@ -72,15 +73,6 @@ class SGPConfig(AlgorithmConfig):
             raise ScenarioError("graph", f"must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
 
 
-@dataclass(eq=False)
-class _Inbox:
-    """Round k's messages, summed per receiver: numerators sum w_share z, weights and counts."""
-
-    numerators: torch.Tensor
-    weights: np.ndarray
-    counts: np.ndarray
-
-
 @register_algorithm
 class SGP(Algorithm):
     """Adapt the numerator, push shares of (x, w) to out-neighbours, de-bias z = x / w."""
@@ -103,8 +95,8 @@ class SGP(Algorithm):
         self._period = 1 if config.graph == "topology" or n < 2 else int(math.floor(math.log2(n - 1))) + 1
         self._in_degrees: dict[int, np.ndarray] = {}
         self._pushed = [False] * n
-        self._inboxes: dict[int, _Inbox] = {}  # synchronous: messages by round, until every peer has ended it
-        self._ended: Counter[int] = Counter()
+        # synchronous: sum_j share_j z_j (numerators) and sum_j share_j (weights) of each peer's round
+        self._inbox = RoundInbox(n, world.params.shape[1], world.params.dtype) if config.tau == 0 else None
         self._received: list[Counter[int]] = [Counter() for _ in range(n)]  # overlap: messages per sending round
         self._complete = [-1] * n  # overlap: every message of rounds <= this has arrived
         self._blocked = [False] * n
@@ -182,17 +174,9 @@ class SGP(Algorithm):
     def on_message(self, message: Message) -> None:
         sent_round, share = message.payload
         peer = message.dst
-        if self.config.tau == 0:
-            inbox = self._inboxes.get(sent_round)
-            if inbox is None:
-                n, d = self.world.params.shape
-                inbox = _Inbox(torch.zeros(n, d, dtype=self.world.params.dtype), np.zeros(n), np.zeros(n, dtype=np.int64))
-                self._inboxes[sent_round] = inbox
-            inbox.numerators[peer].add_(message.row, alpha=share)
-            inbox.weights[peer] += share
-            inbox.counts[peer] += 1
-            if sent_round == self.round[peer]:
-                self._try_combine(peer)
+        if self._inbox is not None:
+            self._inbox.add(peer, sent_round, self.round[peer], message.row, share)
+            self._try_combine(peer)
             return
         # overlap: x_i += share z_j, w_i += share, so z_i moves toward z_j by share / (w_i + share)
         self.world.mix_row(peer, message.row, share / (self.weights[peer] + share))
@@ -203,20 +187,13 @@ class SGP(Algorithm):
 
     def _try_combine(self, peer: int) -> None:
         """Synchronous: once pushed and every round-k message is in, x_i and w_i gain the received sums."""
-        round_ = self.round[peer]
-        inbox = self._inboxes.get(round_)
-        arrived = 0 if inbox is None else int(inbox.counts[peer])
-        if not self._pushed[peer] or arrived < self._in_degree(peer, round_):
+        inbox = self._inbox
+        if not self._pushed[peer] or inbox.counts[peer] < self._in_degree(peer, self.round[peer]):
             return
-        if inbox is not None:
-            total = self.weights[peer] + inbox.weights[peer]
-            numerator = inbox.numerators[peer].add_(self.world.params[peer], alpha=self.weights[peer])
-            self.world.set_row(peer, numerator.div_(total))
-            self.weights[peer] = total
-        self._ended[round_] += 1
-        if self._ended[round_] == self.world.n_peers:
-            del self._ended[round_]
-            self._inboxes.pop(round_, None)
+        total = self.weights[peer] + inbox.weights[peer]
+        numerator = inbox.sums[peer].add_(self.world.params[peer], alpha=self.weights[peer])
+        self.world.set_row(peer, numerator.div_(total))
+        self.weights[peer] = total
         self._pushed[peer] = False
         self._end_round(peer)
 
@@ -237,4 +214,6 @@ class SGP(Algorithm):
     def _end_round(self, peer: int) -> None:
         """The round is complete on `peer`: start the next one."""
         self.round[peer] += 1
+        if self._inbox is not None:
+            self._inbox.next_round(peer, self.round[peer])
         self.world.compute(peer)

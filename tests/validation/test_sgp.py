@@ -182,15 +182,18 @@ def test_push_sum_reaches_the_true_average_on_a_directed_graph_where_plain_avera
     assert float((biased - true_mean).abs().min()) > 0.05
 
 
-@pytest.mark.parametrize("n", [8, 16])
-def test_the_one_peer_exponential_graph_averages_exactly_in_log2_n_rounds(n):
+@pytest.mark.parametrize(("n", "straggler"), [(8, False), (16, False), (16, True)])
+def test_the_one_peer_exponential_graph_averages_exactly_in_log2_n_rounds(n, straggler):
     """Assran et al. 2019, Section 5, and Ying, Yuan, Chen, Hu, Pan, Yin, "Exponential Graph is Provably
     Efficient for Decentralized Deep Training", NeurIPS 2021: with n = 2^m, peer i sending half of its
     mass to i + 2^(k mod m), the product of m consecutive mixing matrices is 11^T/n. From random rows,
-    every peer holds the exact average after m rounds (1e-6), not after m - 1 (off by > 1e-2)."""
+    every peer holds the exact average after m rounds (1e-6), not after m - 1 (off by > 1e-2); with an
+    RX 580 among them too (synchronous rounds: pushes for later rounds arrive early and wait)."""
     m = n.bit_length() - 1
-    data = tiny({"h100_sxm": n}, **{"algorithm.name": GossipSGP.name, "algorithm.graph": "exponential_one_peer",
-                                    "stop": {"steps": n * (m + 1)}})
+    devices = {"h100_sxm": n - 1, "rx_580": 1} if straggler else {"h100_sxm": n}
+    # until every peer has ended round m - 1: the RX 580 takes 10.8 s a round and paces the others
+    stop = {"sim_time_s": (m + 1) * 11.0} if straggler else {"steps": n * (m + 1)}
+    data = tiny(devices, **{"algorithm.name": GossipSGP.name, "algorithm.graph": "exponential_one_peer", "stop": stop})
     start = torch.randn(n, 5, generator=torch.Generator().manual_seed(5))
     world = simulate(data, start)
     mean = start.double().mean(dim=0)
@@ -198,6 +201,7 @@ def test_the_one_peer_exponential_graph_averages_exactly_in_log2_n_rounds(n):
     assert float((at_round(world, m - 2).double() - mean).abs().max()) > 1e-2
     # doubly stochastic: the weights stay exactly 1
     assert np.array_equal([weights[:m] for weights in world.algorithm.round_weights], np.ones((n, m)))
+    assert (world.algorithm._inbox._pool.peak_in_use > 0) == straggler
 
 
 @pytest.mark.parametrize("tau", [1, 2])
