@@ -36,7 +36,7 @@ __all__ = [
     "peer_step_times",
 ]
 
-MAX_HISTORY_ROWS = 10**6  # ~200 MB of CSV, and every row evaluates every peer's model
+MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's model, ~1 ms for small models
 HOST_STEP_S = 5e-5  # host time per simulated gradient step besides its FLOPs: events, sampling, indexing [assumption]
 ROW_COPIES = 5  # parameter-sized rows per peer: weights, snapshot, gradient, two optimizer moments (Adam)
 GRAPH_BYTES_PER_EDGE = 300.0  # networkx keeps each edge as two dict entries [assumption: ~250 B measured]
@@ -227,7 +227,8 @@ def memory_terms(scenario: Scenario, sizes: TaskSizes, cost: ModelCost, baseline
         MemoryTerm(n * batch * (sample_bytes + cost.activation_bytes_per_sample),
                    "data.batch_size" if baseline is None else who,
                    f"one batched gradient of every peer ({n} x {batch} samples with their activations)"),
-        MemoryTerm((min(n, 64) * sizes.n_eval + sizes.n_train) * cost.activation_bytes_per_sample, "task",
+        MemoryTerm((min(n, 64) * sizes.n_eval + sizes.n_train) * cost.activation_bytes_per_sample,
+                   "task.hidden" if hasattr(scenario.task, "hidden") else "task",
                    "evaluation of 64 peers at a time on the held-out set, and of the average on the training set"),
         MemoryTerm(graph_edges(topology, n) * GRAPH_BYTES_PER_EDGE, "topology" if baseline is None else who,
                    f"the {topology.kind} graph over {n} peers"),

@@ -10,13 +10,15 @@ allowed (DESIGN decision 9); what runs, but perhaps not as meant, is a `Scenario
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Callable, Container, Iterable
 
 import networkx as nx
 import numpy as np
 
-from .algorithms import IMPLEMENTATIONS
+from .algorithms import ALGORITHMS, IMPLEMENTATIONS
 from .budget import (
     MAX_HISTORY_ROWS,
     ModelCost,
@@ -35,9 +37,10 @@ from .hardware import host_memory_bytes, load_devices, training_memory_bytes
 from .links import load_regions
 from .result import MAIN_RUN
 from .scenario import Scenario
-from .tasks import TaskSizes
+from .tasks import TASKS, TaskSizes
 
-__all__ = ["LR_RANGE", "MAX_NAME_LENGTH", "Progress", "check_fits", "check_name", "validate_scenario"]
+__all__ = ["LR_RANGE", "MAX_NAME_LENGTH", "Progress", "check_fits", "check_name", "field_limits", "limits_table",
+           "validate_scenario"]
 
 Progress = Callable[[str], None]
 """Called with one line before a build that is estimated to take more than a second."""
@@ -50,6 +53,41 @@ LONG_S = 1.0  # builds estimated longer than this are announced through `progres
 WARN_HOST_S = 600.0  # a run estimated to compute longer than this gets a warning
 MAX_HOST_S = 7 * 86400.0  # ... and longer than a week, an error: no run of the suite's kind can wait that long
 FEW_SAMPLES_SHARE = 0.1  # warn when more than this share of peers hold a single sample
+
+
+def field_limits() -> dict[str, Range]:
+    """Every bounded field by dotted path (``[]`` for any list item, the task or algorithm in parentheses).
+
+    The README's limits table states each of these; a test keeps the two equal.
+    """
+    limits = _dataclass_limits(Scenario, "")
+    for name, task in TASKS.items():
+        limits.update({f"{path} ({name})": r for path, r in _dataclass_limits(task, "task.").items()})
+    for name, config in ALGORITHMS.items():
+        limits.update({f"{path} ({name})": r for path, r in _dataclass_limits(config, "algorithm.").items()})
+    limits["algorithm.lr"] = LR_RANGE
+    return limits
+
+
+def limits_table() -> str:
+    """The README's limits table (markdown), one row per bounded field: path, range, why."""
+    rows = ["| field | range | why |", "|---|---|---|"]
+    rows += [f"| `{path}` | {r} | {r.why} |" for path, r in sorted(field_limits().items())]
+    return "\n".join(rows)
+
+
+def _dataclass_limits(cls: type, prefix: str) -> dict[str, Range]:
+    out: dict[str, Range] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if "range" in f.metadata:
+            out[prefix + f.name] = f.metadata["range"]
+        inner = [a for a in typing.get_args(hints[f.name]) if a is not type(None) and a is not Ellipsis]
+        for option in [hints[f.name], *inner]:
+            if dataclasses.is_dataclass(option):
+                many = typing.get_origin(hints[f.name]) is tuple
+                out.update(_dataclass_limits(option, f"{prefix}{f.name}{'[]' if many else ''}."))
+    return out
 
 
 def _known(names: Iterable[str], allowed: Container[str], field: str, what: str) -> None:
@@ -96,6 +134,7 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
                 f"{baseline.count} devices share the training set IID, but it has only {sizes.n_train} samples",
             )
     cost = model_cost(scenario)
+    _check_baseline_runs(scenario, cost)
     check_fits(scenario, cost)
     _check_memory(scenario, sizes, cost)
     _check_duration(scenario, cost, links)
@@ -134,6 +173,27 @@ def _check_baselines(scenario: Scenario, devices: Container[str], links: Contain
             LR_RANGE.check(baseline.lr, f"baselines[{i}].lr")
 
 
+def _check_baseline_runs(scenario: Scenario, cost: ModelCost) -> None:
+    """Derive each baseline's run now, as the runner will after the peer-to-peer run, so none fails then."""
+    from .runner import baseline_scenario  # the runner imports this module
+
+    batch_range = Range(1, 10**6)
+    global_batch = scenario.data.batch_size * scenario.peers.count
+    samples = min(10**15, int(gradient_steps_upper(scenario, peer_step_times(scenario, cost)) * scenario.data.batch_size))
+    for i, spec in enumerate(scenario.baselines):
+        per_device = max(1, global_batch // spec.count)
+        if not batch_range.contains(per_device):
+            raise ScenarioError(
+                f"baselines[{i}].count",
+                f"{spec.count} devices would each take {per_device} samples of the global batch "
+                f"({scenario.peers.count} peers x {scenario.data.batch_size}); a batch must be in {batch_range}",
+            )
+        try:
+            baseline_scenario(scenario, spec, samples)
+        except ScenarioError as error:
+            raise ScenarioError(f"baselines[{i}]", f"its centralized run cannot be derived: {error}") from None
+
+
 def _check_memory(scenario: Scenario, sizes: TaskSizes, cost: ModelCost) -> None:
     """The run's arrays, by arithmetic, against this machine's memory; the error names the largest part."""
     budget = HOST_MEMORY_SHARE * host_memory_bytes()
@@ -162,7 +222,7 @@ def _check_duration(scenario: Scenario, cost: ModelCost, links: dict) -> None:
             raise ScenarioError(
                 "metrics.eval_interval_s",
                 f"{interval!r} s would record at least {end / interval:.3g} history rows (the run lasts at least "
-                f"{end:.3g} s of simulated time); at most {MAX_HISTORY_ROWS:.0e} are allowed: "
+                f"{end:.3g} s of simulated time); at most {MAX_HISTORY_ROWS} are allowed: "
                 f"raise eval_interval_s or lower the stop",
             )
         if n > 1:
@@ -173,7 +233,7 @@ def _check_duration(scenario: Scenario, cost: ModelCost, links: dict) -> None:
                     "peers.links",
                     f"no model message ({cost.model_bytes:.3g} B) can arrive before t = {wait:.3g} s, even on the "
                     f"fastest link {fastest!r}: an algorithm that waits for one records {horizon / interval:.3g} rows "
-                    f"of eval_interval_s = {interval!r} first (at most {MAX_HISTORY_ROWS:.0e}); use faster links, "
+                    f"of eval_interval_s = {interval!r} first (at most {MAX_HISTORY_ROWS}); use faster links, "
                     f"a larger eval_interval_s or a stop.sim_time_s",
                 )
     if metrics.eval_interval_samples is not None and stop.sim_time_s is None:
@@ -182,7 +242,7 @@ def _check_duration(scenario: Scenario, cost: ModelCost, links: dict) -> None:
             raise ScenarioError(
                 "metrics.eval_interval_samples",
                 f"{metrics.eval_interval_samples} would record {samples / metrics.eval_interval_samples:.3g} history "
-                f"rows before the stop; at most {MAX_HISTORY_ROWS:.0e} are allowed",
+                f"rows before the stop; at most {MAX_HISTORY_ROWS} are allowed",
             )
     n_steps = gradient_steps_upper(scenario, steps)
     seconds = host_seconds(scenario, cost, n_steps)

@@ -2,17 +2,16 @@
 
 `dpsgd`: Lian, Zhang, Zhang, Hsieh, Zhang, Liu, "Can Decentralized Algorithms Outperform
 Centralized Algorithms? A Case Study for Decentralized Parallel Stochastic Gradient Descent",
-NeurIPS 2017, https://arxiv.org/abs/1705.09056 (Algorithm 1, combine-then-adapt). In round k
-peer i starts a gradient on its model x_i^k and sends x_i^k to every neighbour; once the
-gradient is done and every neighbour's round-k model has arrived,
+NeurIPS 2017, https://arxiv.org/abs/1705.09056 (Algorithm 1). `atc_dsgd`: Chen & Sayed,
+"Diffusion Adaptation Strategies for Distributed Optimization and Learning over Networks",
+IEEE TSP 2012, https://arxiv.org/abs/1111.0034; Sayed, "Adaptation, Learning, and
+Optimization over Networks", Found. Trends Mach. Learn. 2014, doi:10.1561/2200000051.
 
-    x_i^{k+1} = sum_j W_ij x_j^k - lr g_i(x_i^k).
-
-`atc_dsgd` (adapt-then-combine diffusion: Chen & Sayed, "Diffusion Adaptation Strategies for
-Distributed Optimization and Learning over Networks", IEEE TSP 2012,
-https://arxiv.org/abs/1111.0034; Sayed, "Adaptation, Learning, and Optimization over
-Networks", Found. Trends Mach. Learn. 2014, doi:10.1561/2200000051): peer i applies its own
-gradient first and sends the adapted model, x_i^{k+1} = sum_j W_ij (x_j^k - lr g_j(x_j^k)).
+`dpsgd` (combine-then-adapt, the paper's rule): in round k peer i starts a gradient on its
+model x_i^k and sends x_i^k to every neighbour; once the gradient is done and every
+neighbour's round-k model has arrived, x_i^{k+1} = sum_j W_ij x_j^k - lr g_i(x_i^k).
+`atc_dsgd` (adapt-then-combine diffusion): peer i applies its own gradient first and sends
+the adapted model, x_i^{k+1} = sum_j W_ij (x_j^k - lr g_j(x_j^k)).
 
 W is the scenario's `topology.mixing` rule on its graph (`p2psim.topology.mixing_matrix`:
 symmetric, doubly stochastic), the matrix `mixing()` reports. The step "- lr g" is one step

@@ -275,7 +275,7 @@ def test_dpsgd_diverges_above_lr_one_plus_lambda_min_where_atc_is_still_stable()
     """On f_i = (x - b_i)^2 / 2, D-PSGD iterates x <- (W - lr I) x + lr b, stable iff
     max_i |lambda_i(W) - lr| < 1, i.e. lr < 1 + lambda_min(W): 2/3 on a Metropolis ring of even size
     (lambda_min = -1/3), not the centralized limit lr < 2. ATC iterates x <- (1 - lr) W x + lr W b, stable
-    iff |1 - lr| < 1 (lr < 2), as centralized (Sayed 2014, Section 10: ATC is the more stable diffusion).
+    iff |1 - lr| < 1 (lr < 2), as centralized (Sayed 2014: ATC is the more stable diffusion).
     At 0.9 x each limit the run finishes; at 1.1 x it is reported diverged."""
     ring = [[i, (i + 1) % 6] for i in range(6)]
     b = np.array([1.0, -1.0, 2.0, 0.0, -2.0, 0.5])

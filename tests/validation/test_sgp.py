@@ -143,7 +143,7 @@ def at_round(world: World, k: int) -> torch.Tensor:
 def test_sgp_on_a_regular_graph_is_atc_gossip_sgd():
     """On a regular undirected graph the push shares 1/(d+1) form a symmetric doubly stochastic P equal to
     the Metropolis W, so every w_i stays 1, z_i = x_i and SGP's update x_i <- sum_j P_ij (x_j - lr g_j(z_j))
-    is ATC diffusion SGD (Assran et al. 2019, Section 3: SGP generalises D-PSGD-style gossip). Rows on the
+    is ATC diffusion SGD (SGP generalises gossip SGD to directed graphs). Rows on the
     same batches agree to 1e-6 at every round; with CTA D-PSGD (Lian et al. 2017) the mean after the first
     round is the same, mean(x^0) - lr mean_i g_i(x^0), and later differs (gradients at other points)."""
     n, rounds = 6, 12
