@@ -7,7 +7,10 @@ Update rule: a peer takes `local_steps` optimizer steps, then joins its group fo
 round and waits. `grouping = "grid"` (Moshpit averaging, Section 3.1): the n = M^d peers
 sit on a d-dimensional grid of side M = `group_size`; round r groups the peers that share
 every coordinate but coordinate r mod d, so after any d consecutive rounds of exact group
-averaging every peer holds the exact global mean. `grouping = "random"`: each round, a
+averaging every peer holds the exact global mean. Where n is not a power of M, the peers
+fill the first n cells of the smallest grid with M^d >= n and some lines are shorter: the
+lines still connect every peer, so the average is approached, but not reached exactly in
+d rounds. `grouping = "random"`: each round, a
 seeded uniform random permutation of the peers cut into groups of M (the last group
 holds the n mod M left over); one round's expected matrix is E[W] = (G/n) I + (n - G)/(n(n-1))
 off the diagonal for G groups, whose second eigenvalue is (G - 1)/(n - 1), and since each
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 from ..config import ScenarioError
-from ..mixing import MixingReport
+from ..mixing import MAX_DENSE_PEERS, MixingReport
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
@@ -65,17 +68,17 @@ class MoshpitConfig(AlgorithmConfig):
             raise ScenarioError("grouping", f"must be one of {', '.join(GROUPINGS)}, got {self.grouping!r}")
 
 
-def grid_dimensions(n: int, side: int) -> int | None:
-    """d such that n = side^d (d >= 1), or None when n is not such a power.
+def grid_dimensions(n: int, side: int) -> int:
+    """The smallest d >= 1 with side^d >= n: the grid the n peers fill (exactly when side^d == n).
 
-    >>> grid_dimensions(9, 3), grid_dimensions(8, 2), grid_dimensions(12, 2)
-    (2, 3, None)
+    >>> grid_dimensions(9, 3), grid_dimensions(8, 2), grid_dimensions(6, 2)
+    (2, 3, 3)
     """
     d, size = 1, side
     while size < n:
         size *= side
         d += 1
-    return d if size == n else None
+    return d
 
 
 @dataclass(eq=False)
@@ -100,12 +103,6 @@ class Moshpit(Algorithm):
         n, side = graph.number_of_nodes(), config.group_size
         if side > n:
             raise ScenarioError("algorithm.group_size", f"must be <= the number of peers ({n}), got {side}")
-        if config.grouping == "grid" and grid_dimensions(n, side) is None:
-            raise ScenarioError(
-                "algorithm.group_size",
-                f"grid grouping needs n = group_size^d peers; {n} is not a power of {side} "
-                "(choose peers.count accordingly, or grouping = \"random\")",
-            )
 
     def __init__(self, config: MoshpitConfig, world: World):
         super().__init__(config, world)
@@ -137,7 +134,7 @@ class Moshpit(Algorithm):
             side = self.config.group_size
             stride = side ** (round_index % self._dimensions)
             base = peer - (peer // stride % side) * stride  # the peer with coordinate r mod d set to 0
-            return tuple(base + k * stride for k in range(side))
+            return tuple(member for member in range(base, base + side * stride, stride) if member < self.world.n_peers)
         if round_index not in self._partitions:
             order, side = self.world.rng.permutation(self.world.n_peers).tolist(), self.config.group_size
             groups = [tuple(sorted(order[k : k + side])) for k in range(0, len(order), side)]
@@ -199,20 +196,40 @@ class Moshpit(Algorithm):
         self.world.compute(peer)
 
     def mixing(self) -> MixingReport:
-        n = self.world.n_peers
-        if n == 1:
-            return MixingReport(1.0, "a single peer is at consensus", "none")
+        n = self.world.n_peers  # >= group_size >= 2 (check_graph)
         if self._dimensions is not None:
-            return MixingReport(
-                1.0,
-                f"exact average every d = {self._dimensions} rounds: the product of any d consecutive grid rounds' "
-                "group-averaging matrices is 11^T/n (Ryabinin et al. 2021, Sec. 3.1); one round alone has gap 0",
-                f"product of {self._dimensions} rounds of grid group averaging (M = {self.config.group_size})",
-            )
+            return self._grid_report()
         groups = -(-n // self.config.group_size)
         return MixingReport(
             (n - groups) / (n - 1),
             "1 - lambda_2 of E[W] for one round of a uniformly random partition into G groups: (n - G)/(n - 1), "
             "exact per round (each W is a projection)",
             f"E[W] of one random grouping into {groups} groups of <= {self.config.group_size}",
+        )
+
+    def _grid_report(self) -> MixingReport:
+        """The gap of the product of d consecutive grid rounds: 1 when n = M^d (it is then 11^T/n)."""
+        n, side, d = self.world.n_peers, self.config.group_size, self._dimensions
+        matrix = f"product of {d} rounds of grid group averaging (M = {side})"
+        if n == side**d:
+            return MixingReport(
+                1.0,
+                f"exact average every d = {d} rounds: the product of any d consecutive grid rounds' "
+                "group-averaging matrices is 11^T/n (Ryabinin et al. 2021, Sec. 3.1); one round alone has gap 0",
+                matrix,
+            )
+        if n > MAX_DENSE_PEERS:
+            return MixingReport(None, f"not computed: {n} peers > {MAX_DENSE_PEERS} (dense eigenvalues)", matrix)
+        product = np.eye(n)
+        for round_index in range(d):
+            averaging = np.zeros((n, n))
+            for peer in range(n):
+                members = list(self._group(peer, round_index))
+                averaging[peer, members] = 1.0 / len(members)
+            product = averaging @ product
+        moduli = np.sort(np.abs(np.linalg.eigvals(product)))
+        return MixingReport(
+            float(1.0 - moduli[-2]),
+            f"1 - |lambda_2| of the product of d = {d} rounds (incomplete grid: {n} peers < {side}^{d}), per d rounds",
+            matrix,
         )
