@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import p2psim
+from p2psim.cli import main
 from p2psim.provenance import dependency_versions
 from p2psim.reproduce import compare_histories, reproduce
 from p2psim.result import Result
@@ -167,3 +168,16 @@ def test_a_missing_tick_or_column_is_a_difference(stored):
     nan_equal = result.history.copy()
     assert compare_histories(result.history, nan_equal).identical
     assert np.isnan(result.history["row_staleness"]).any()  # NaN cells compare equal to NaN
+
+
+def test_the_cli_reproduces_a_folder_and_refuses_to_overwrite_another_result_without_force(stored, tmp_path, capsys):
+    _, folder = stored
+    assert main(["reproduce", str(folder)]) == 0
+    assert "bit for bit: yes" in capsys.readouterr().out
+    path = tiny().save(tmp_path / "tiny.toml")
+    out = str(tmp_path / "out")
+    assert main(["run", str(path), "--out", out, "--no-baselines", "--quiet"]) == 0
+    assert main(["run", str(path), "--out", out, "--no-baselines", "--quiet", "--set", "seed=6"]) == 2
+    assert "holds the result of another scenario" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", out, "--no-baselines", "--quiet", "--set", "seed=6", "--force"]) == 0
+    assert Result.load(out).scenario.seed == 6

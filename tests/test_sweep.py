@@ -19,6 +19,7 @@ import pytest
 import p2psim
 from p2psim.algorithms import ADPSGD, register_algorithm
 from p2psim.algorithms.base import ALGORITHMS
+from p2psim.cli import main
 from p2psim.config import ScenarioError
 from p2psim.result import read_csv_exact
 from p2psim.scenario import load_scenario, mix_counts
@@ -205,12 +206,12 @@ def _complete(out: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/manifest.json")} if (out / "runs").exists() else {}
 
 
-def test_a_sweep_killed_with_sigkill_mid_way_resumes_to_the_uninterrupted_table(tmp_path):
+def test_a_sweep_killed_with_sigkill_mid_way_resumes_to_the_uninterrupted_table(tmp_path, capsys):
     n_runs = 10
     path = _write_sweep(tmp_path, n_runs)
     out = tmp_path / "killed"
-    script = f"import p2psim; p2psim.sweep({str(path)!r}, out={str(out)!r}, executor='local', workers=1)"
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    command = [sys.executable, "-m", "p2psim", "sweep", str(path), "--out", str(out), "--workers", "1", "--quiet"]
+    process = subprocess.Popen(command, start_new_session=True)  # the default executor: a local process pool
     try:
         deadline = time.monotonic() + 600
         while len(_complete(out)) < 2:
@@ -228,6 +229,8 @@ def test_a_sweep_killed_with_sigkill_mid_way_resumes_to_the_uninterrupted_table(
     uninterrupted = sweep(path, out=tmp_path / "uninterrupted", executor=threads())
     pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert len(resumed["scenario_hash"].unique()) == n_runs and (resumed["status"] == "finished").all()
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0  # all finished: nothing runs
+    assert capsys.readouterr().out.strip() == f"{n_runs} runs: {n_runs} finished; table: {out / 'table.csv'}"
 
 
 def test_a_sweep_file_reads_dotted_keys_quoted_or_not(tmp_path):
