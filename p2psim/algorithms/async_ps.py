@@ -48,9 +48,10 @@ class AsyncPSConfig(ServerConfig):
     """Staleness-aware steps, and delay compensation (off at dc_lambda = 0; adaptive as DC-ASGD-a)."""
 
     staleness_aware: bool = False
-    dc_lambda: float = bounded(0.0, low=0, high=1e6)  # the paper uses 0.04 (DC-ASGD-c) and 2 (DC-ASGD-a)
+    dc_lambda: float = bounded(0.0, low=0, high=1e6)  # implementations default to 0.04 (DC-ASGD-c), 2 (DC-ASGD-a)
     dc_adaptive: bool = False
-    dc_momentum: float = bounded(0.95, low=0, high=1, high_open=True)  # the paper's m for MeanSquare
+    # the paper's m for MeanSquare
+    dc_momentum: float = bounded(0.95, low=0, high=1, high_open=True, why="m = 1 would never update MeanSquare")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -38,7 +38,9 @@ class EASGDConfig(ServerConfig):
     """Communication period (local steps between exchanges) and the moving rate (default 0.9 / workers)."""
 
     tau: int = bounded(1, low=1, high=10**6)
-    alpha: float | None = bounded(None, low=0, high=1, low_open=True, high_open=True)
+    alpha: float | None = bounded(
+        None, low=0, high=1, low_open=True, high_open=True, why="at 1 an exchange would swap centre and worker"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

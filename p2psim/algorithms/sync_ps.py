@@ -41,7 +41,7 @@ __all__ = ["SyncPS", "SyncPSConfig"]
 class SyncPSConfig(ServerConfig):
     """How many of the workers' gradients a round may go without (b; k = n_workers - b are averaged)."""
 
-    backup_workers: int = bounded(0, low=0, high=10**6)
+    backup_workers: int = bounded(0, low=0, high=10**6, why="and below the number of workers, checked against the peers")
 
     def __post_init__(self) -> None:
         super().__post_init__()
