@@ -81,7 +81,7 @@ class _Fluctuation:
             if rng is None:
                 peer, direction = link % self._n_peers, ("uplink", "downlink")[link // self._n_peers]
                 rng = self._rngs[link] = stream(self._seed, f"{direction}_capacity", peer)
-            z = float(rng.standard_normal(behind)[-1])
+            z = float(rng.standard_normal()) if behind == 1 else float(rng.standard_normal(behind)[-1])
             self._factor[link] = math.exp(self._sigma * z - self._sigma**2 / 2)
             self._period[link] = period
         return self._factor[link]
@@ -205,12 +205,14 @@ class Network:
             return
         flow.window_bytes *= 2.0
         rate = flow.window_bytes / flow.rtt_s
+        limited = flow.rate_bytes_per_s >= flow.bound  # by its window; else a larger window changes no rate
         if rate < flow.ceiling:
             flow.bound = rate
             self._after(flow.rtt_s, lambda: self._grow_window(flow))
         else:
             flow.bound = flow.ceiling
-        self._reshare((flow.up, flow.down))
+        if limited:
+            self._reshare((flow.up, flow.down))
 
     def _track_period(self, flow: _Flow) -> None:
         """Give the flow's links their capacity in the current period; keep a period boundary scheduled."""
@@ -246,7 +248,10 @@ class Network:
         """Give new rates to the flows whose rate may have changed with `links`' flows, bounds or capacities."""
         if self._max_min:
             flows = self._component(links)
-            if flows:
+            if len(flows) == 1:  # alone on both links (most often): no filling to do
+                (flow,) = flows
+                self._set_rate(flow, min(self._capacity[flow.up], self._capacity[flow.down], flow.bound))
+            elif flows:
                 rates = max_min_rates([(f.up, f.down) for f in flows], self._capacity, [f.bound for f in flows])
                 for flow, rate in zip(flows, rates):
                     self._set_rate(flow, rate)
@@ -267,17 +272,23 @@ class Network:
 
     def _component(self, links: Iterable[int]) -> list[_Flow]:
         """The flows connected to `links` through shared links, in start order: all that max-min may change."""
+        flows_on = self._flows_on
         seen = set(links)
         todo = list(seen)
         flows: dict[int, _Flow] = {}
         while todo:
-            for flow_id, flow in self._flows_on[todo.pop()].items():
+            for flow_id, flow in flows_on[todo.pop()].items():
                 if flow_id not in flows:
                     flows[flow_id] = flow
-                    for link in (flow.up, flow.down):
-                        if link not in seen:
-                            seen.add(link)
-                            todo.append(link)
+                    up, down = flow.up, flow.down
+                    if up not in seen:
+                        seen.add(up)
+                        todo.append(up)
+                    if down not in seen:
+                        seen.add(down)
+                        todo.append(down)
+        if len(flows) < 2:
+            return list(flows.values())
         return [flows[flow_id] for flow_id in sorted(flows)]
 
     def _set_rate(self, flow: _Flow, rate: float) -> None:

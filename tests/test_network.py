@@ -7,7 +7,7 @@ import pytest
 import simpy
 
 from p2psim.maxmin import max_min_rates
-from p2psim.netmodel import SHARING_RULES, NetworkModel
+from p2psim.netmodel import SHARING_RULES, NetworkModel, TcpSpec, VariabilitySpec
 from p2psim.network import Network
 
 BIG = 1e12  # bytes/s: a link that is never the bottleneck
@@ -143,14 +143,12 @@ def test_a_flow_joining_and_leaving_moves_the_others_rates():
     assert arrival(log, "a") == pytest.approx(4.4, rel=1e-12)
 
 
-def test_max_min_recomputes_only_the_component_that_changed(monkeypatch):
+def test_max_min_recomputes_only_the_component_that_changed():
     # Two busy pairs that share no link: a flow starting or ending in one reshares only its own.
-    import p2psim.network
-
-    sizes = []
-    real = p2psim.network.max_min_rates
-    monkeypatch.setattr(p2psim.network, "max_min_rates", lambda paths, *a: sizes.append(len(paths)) or real(paths, *a))
     env, net, log = make([1.0] * 4, [1.0] * 4)
+    sizes = []
+    component = net._component
+    net._component = lambda links: sizes.append(len(component(links))) or component(links)
     send(env, net, log, 0, 1, 100.0, "first pair")
     send(env, net, log, 2, 3, 100.0, "second pair")
     send(env, net, log, 0, 1, 1.0, "joins the first pair")
@@ -170,12 +168,21 @@ class _CheckedNetwork(Network):
             assert [f.rate_bytes_per_s for _, f in flows] == pytest.approx(expected, rel=1e-9)
 
 
-def test_incremental_max_min_equals_the_full_recomputation_under_random_traffic():
+@pytest.mark.parametrize(
+    "model",
+    [
+        NetworkModel(),
+        NetworkModel(tcp=TcpSpec(max_window_bytes=1e5)),  # window-limited flows: bounds change every RTT
+        NetworkModel(tcp=TcpSpec(), variability=VariabilitySpec(sigma=0.5, period_s=0.1)),
+    ],
+    ids=["plain", "tcp", "tcp+variability"],
+)
+def test_incremental_max_min_equals_the_full_recomputation_under_random_traffic(model):
     rng = np.random.default_rng(7)
     n = 10
     env = simpy.Environment()
     up, down = rng.uniform(1e5, 1e6, size=n).tolist(), rng.uniform(1e5, 1e6, size=n).tolist()
-    net, log = _CheckedNetwork(env, up, down, lambda src, dst: 0.002), []
+    net, log = _CheckedNetwork(env, up, down, lambda src, dst: 0.002 * (1 + (src + dst) % 5), model), []
     for m in range(150):
         src, dst = rng.choice(n, size=2, replace=False)
         send(env, net, log, int(src), int(dst), float(rng.uniform(1e4, 5e5)), m, at_s=float(rng.uniform(0, 2)))
