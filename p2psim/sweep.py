@@ -153,10 +153,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return SweepSpec(
         base=load_scenario(path.parent / data["base"]),
         name=data.get("name", path.stem),
-        fixed=_flatten(data.get("set", {}), lambda v: not isinstance(v, Mapping)),
-        grid=_flatten(data.get("grid", {}), lambda v: not isinstance(v, Mapping)),
-        zip=_flatten(data.get("zip", {}), lambda v: not isinstance(v, Mapping)),
-        random=_flatten(random, lambda v: isinstance(v, Mapping) and len(v) == 1 and next(iter(v)) in DISTRIBUTIONS),
+        fixed=_flatten(data.get("set", {})),
+        grid=_flatten(data.get("grid", {})),
+        zip=_flatten(data.get("zip", {})),
+        random=_flatten(random, lambda v: not any(isinstance(x, Mapping) for x in v.values())),  # {name = args}
         samples=samples,
         random_seed=random_seed,
         seeds=tuple(seeds) if isinstance(seeds, list) else seeds,
@@ -164,12 +164,12 @@ def load_sweep(path: str | Path) -> SweepSpec:
     )
 
 
-def _flatten(table: Mapping[str, Any], is_leaf: Callable[[Any], bool], prefix: str = "") -> dict[str, Any]:
-    """Nested tables (TOML dotted keys) as one level of dotted paths, down to the leaves."""
+def _flatten(table: Mapping[str, Any], is_leaf: Callable[[Mapping], bool] = lambda _: False, prefix: str = "") -> dict[str, Any]:
+    """Nested tables (TOML dotted keys) as one level of dotted paths, down to values or tables that `is_leaf`."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if is_leaf(value) or not isinstance(value, Mapping):
+        if not isinstance(value, Mapping) or is_leaf(value):
             flat[dotted] = value
         else:
             flat.update(_flatten(value, is_leaf, f"{dotted}."))

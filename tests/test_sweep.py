@@ -243,7 +243,7 @@ def test_a_sweep_file_reads_dotted_keys_quoted_or_not(tmp_path):
     assert spec.name == "s" and spec.fixed == {"stop.sim_time_s": 9.0} and spec.seeds == (0, 1)
     assert all(p.scenario.stop.sim_time_s == 9.0 for p in plan(spec)) and len(plan(spec)) == 4
     (tmp_path / "bad.toml").write_text('base = "base.toml"\n[random]\n"peers.jitter" = { normal = [0, 1] }\n')
-    with pytest.raises(ScenarioError, match=r"random.peers.jitter: must be one distribution .* allowed: uniform"):
+    with pytest.raises(ScenarioError, match=r"random.peers.jitter: must be one distribution .*\(allowed: uniform"):
         load_sweep(tmp_path / "bad.toml")
 
 
