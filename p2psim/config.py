@@ -233,7 +233,8 @@ def parse_dataclass(cls: type[T], data: Any, path: str = "") -> T:
     allowed = [f.name for f in fields]
     for key in data:
         if key not in allowed:
-            field = f"{path}.{key}" if path else str(key)
+            name = str(key) or "''"  # an empty key still gets a field that names it
+            field = f"{path}.{name}" if path else name
             raise ScenarioError(field, f"unknown key {key!r} (allowed: {', '.join(allowed)})")
     values = {}
     for f in fields:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import time
 import warnings
 from pathlib import Path
@@ -78,6 +77,8 @@ CASES = [
     ({"stop": {"sim_time_s": 1e12}, "metrics": {"eval_interval_s": 1e8}}, "stop", "days"),
     ({"peers.devices": {"h100_sxm": 1}, "peers.links": {"fibre": 1}}, "peers.count", "at least 3 peers"),
     ({"sed": 1}, "sed", "unknown key 'sed'"),
+    ({"": 1}, "''", "unknown key ''"),
+    ({"peers.": 1}, "peers.''", "unknown key ''"),
     ({"peers.devices": {"h100_sxm": 10**6}, "peers.links": {"fibre": 10**6}, "topology": {"kind": "complete"},
       "task.n_samples": 10**7, "baselines": []}, "topology", "GB of host memory"),
     ({"task.eval_fraction": 1e-9}, "task.eval_fraction", "held-out"),
