@@ -148,9 +148,8 @@ def test_reset_optimizer_gives_each_round_a_fresh_optimizer():
     base = {"algorithm.lr": 0.01, "stop.sim_time_s": 9.0}
     plain = simulate(tiny({"h100_sxm": 3}, **base))
     fresh = simulate(tiny({"h100_sxm": 3}, **base, **{"algorithm.optimizer": {"name": "momentum"}}))
-    kept = simulate(
-        tiny({"h100_sxm": 3}, **base, **{"algorithm.optimizer": {"name": "momentum"}, "algorithm.reset_optimizer": False})
-    )
+    no_reset = {"algorithm.optimizer": {"name": "momentum"}, "algorithm.reset_optimizer": False}
+    kept = simulate(tiny({"h100_sxm": 3}, **base, **no_reset))
     assert len(plain.algorithm.after_round) >= 2
     torch.testing.assert_close(fresh.params[0], plain.params[0], rtol=0, atol=1e-7)
     assert float((kept.params[0] - plain.params[0]).abs().max()) > 1e-4
