@@ -18,7 +18,7 @@ import pytest
 
 import p2psim
 from p2psim.algorithms import ADPSGD, register_algorithm
-from p2psim.algorithms.base import ALGORITHMS
+from p2psim.algorithms.base import ALGORITHMS, IMPLEMENTATIONS
 from p2psim.cli import main
 from p2psim.config import ScenarioError
 from p2psim.result import read_csv_exact
@@ -160,11 +160,15 @@ class Failing(ADPSGD):
         super().on_gradient(job)
 
 
-if Failing.name not in ALGORITHMS:
+@pytest.fixture
+def failing_algorithm():
+    """`failing_adpsgd` registered for one test only: tests that draw from every algorithm never see it."""
     register_algorithm(Failing)
+    yield Failing.name
+    del ALGORITHMS[Failing.name], IMPLEMENTATIONS[Failing.name]
 
 
-def test_a_failed_and_a_diverged_run_are_recorded_and_the_others_go_on(tmp_path):
+def test_a_failed_and_a_diverged_run_are_recorded_and_the_others_go_on(tmp_path, failing_algorithm):
     spec = SweepSpec(
         base=tiny(),
         zip={"algorithm.name": ["adpsgd", "failing_adpsgd", "adpsgd"], "algorithm.lr": [0.05, 0.05, 1e5]},
