@@ -100,6 +100,8 @@ def build_run(scenario: Scenario) -> RunSetup:
     devices = [catalogue[name] for name in expand_mix(peers.devices, n, "peers.devices")]
     link_names = _placed(peers.links, n, seed, 0, "peers.links")
     regions: list[str | None] = _placed(peers.regions, n, seed, 1, "peers.regions") if peers.regions else [None] * n
+    # "fixed_regional": each peer on its own region's fixed-line median (links.toml), the global one without a region
+    link_names = [f"fixed_{r}" if name == "fixed_regional" and r else name for name, r in zip(link_names, regions)]
 
     partitions = peer_partitions(scenario, task)
 

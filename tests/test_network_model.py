@@ -213,3 +213,21 @@ def test_the_engine_runs_with_the_scenarios_network_options():
     assert net.bytes_sent.sum() == pytest.approx(net.messages_sent * (4e6 + 100.0), rel=1e-12)
     with pytest.raises(ScenarioError, match="network.sharing: unknown sharing rule 'fair'"):
         scenario(sharing="fair")
+
+
+def test_fixed_regional_puts_each_peer_on_its_own_regions_fixed_line():
+    from p2psim.links import load_link_profiles
+
+    base = scenario().to_dict()
+    base["peers"].update(
+        count=6, devices={"h100_sxm": 6}, links={"fixed_regional": 6}, regions={"eu_central": 2, "asia_southeast": 3, "oceania": 1}
+    )
+    setup = build_run(Scenario.from_dict(base))
+    profiles = load_link_profiles()
+    assert setup.link_names == [f"fixed_{region}" for region in setup.regions]
+    for up, region in zip(setup.uplink_bytes_per_s, setup.regions):
+        assert up == profiles[f"fixed_{region}"].up_mbps * 1e6 / 8
+    del base["peers"]["regions"]
+    colocated = build_run(Scenario.from_dict(base))
+    assert colocated.link_names == ["fixed_regional"] * 6
+    assert colocated.uplink_bytes_per_s[0] == profiles["fixed_global"].up_mbps * 1e6 / 8
