@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, as_completed
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ else:  # pragma: no cover
 
 import pandas as pd
 
-from .config import ScenarioError
+from .config import ScenarioError, ScenarioWarning
 from .result import MAIN_RUN, read_csv_exact, read_manifest, write_folder, write_manifest
 from .scenario import Scenario, load_scenario, set_dotted
 from .seeding import stream
@@ -295,15 +296,17 @@ def execute_run(scenario: Mapping[str, Any], folder: str, baselines: bool) -> st
     from .runner import run
 
     single_thread()
-    resolved = Scenario.from_dict(scenario)
-    try:
-        result = run(resolved, baselines=baselines)
-    except Exception as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
-        facts = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-        with write_folder(folder, resolved.hash(), force=True) as partial:
-            resolved.save(partial / "scenario.toml")
-            write_manifest(partial, manifest(resolved, {MAIN_RUN: facts}, ""))
-        return "failed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScenarioWarning)  # the parent's plan() validated this run and warned once
+        resolved = Scenario.from_dict(scenario)
+        try:
+            result = run(resolved, baselines=baselines)
+        except Exception as error:  # noqa: BLE001 - a failed run is recorded, the sweep goes on
+            facts = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+            with write_folder(folder, resolved.hash(), force=True) as partial:
+                resolved.save(partial / "scenario.toml")
+                write_manifest(partial, manifest(resolved, {MAIN_RUN: facts}, ""))
+            return "failed"
     result.save(folder, force=True)  # the folder is this scenario's by its name; whatever is there is stale
     return result.status
 
