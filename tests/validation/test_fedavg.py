@@ -268,6 +268,29 @@ def test_local_steps_save_communication_by_up_to_a_factor_h(lr, target, sim_time
     assert 1 / h <= ratio <= 1.5 / h, (rounds_1, rounds_h, ratio)
 
 
+@pytest.mark.parametrize("margin", [0.9, 1.1])
+def test_local_sgd_diverges_exactly_beyond_the_gradient_descent_step_limit(margin):
+    """One client holding one sample (batch 1): its H local SGD steps multiply the error along the
+    sample's direction by (1 - lr lambda)^H, lambda = |x|^2, and the server takes that model, so a
+    round contracts iff |1 - lr lambda| < 1, i.e. lr < 2 / lambda, whatever H: 10 % below, the error
+    vanishes; 10 % above, the run is reported diverged."""
+    data = tiny({"h100_sxm": 2}, **{"task.n_samples": 3, "task.noise": 0.0, "data.batch_size": 1})
+    data["algorithm"]["local_steps"] = 3
+    data["stop"] = {"sim_time_s": 200.0}  # 3.9 s a round: about 50 rounds, 150 steps
+    setup = build_run(Scenario.from_dict(data))
+    sample = setup.partitions[1]
+    assert len(sample) == 1
+    x, y = setup.task.x_train[sample[0]], setup.task.y_train[sample[0]]
+    data["algorithm"]["lr"] = margin * 2 / float(x.square().sum())
+    world = simulate(data)
+    if margin < 1:
+        assert world.status == "finished"
+        first, last = world.algorithm.after_round[0][1], world.params[0]
+        assert float((x @ last - y) ** 2) < 1e-10 * float((x @ first - y) ** 2)
+    else:
+        assert world.status == "diverged"
+
+
 def test_config_fields_fail_with_their_name():
     with pytest.raises(ScenarioError, match="local_steps"):
         Scenario.from_dict(tiny({"h100_sxm": 3}, **{"algorithm.local_steps": 0}))
