@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import numpy as np
 
-from ..config import ScenarioError
+from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MAX_DENSE_PEERS, MixingReport, pairwise_gossip_report
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
@@ -57,16 +57,15 @@ class GossipConfig(AlgorithmConfig):
     mode: str = "push"
     partner: str = "neighbour"
     merge: str = "average"
-    period: int = 1  # local steps between two sends
+    period: int = bounded(1, low=1, high=10**9, why="local steps between two sends")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_ranges(self)
         for field, allowed in (("mode", MODES), ("partner", PARTNERS), ("merge", MERGES)):
             value = getattr(self, field)
             if value not in allowed:
                 raise ScenarioError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
-        if not (isinstance(self.period, int) and not isinstance(self.period, bool) and 1 <= self.period <= 10**9):
-            raise ScenarioError("period", f"must be an integer in [1, 1e9] (local steps between sends), got {self.period!r}")
 
 
 def one_way_gossip_report(n: int, merge_counts: Counter[tuple[int, int]]) -> MixingReport:

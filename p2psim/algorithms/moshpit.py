@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..config import ScenarioError
+from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MAX_DENSE_PEERS, MixingReport
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
@@ -54,16 +54,13 @@ GROUPINGS = ("grid", "random")
 class MoshpitConfig(AlgorithmConfig):
     """Group size M, how groups form each round, and local steps between two group averages."""
 
-    group_size: int = 2
+    group_size: int = bounded(2, low=2, high=10**9, why="M, the grid's side; at most the number of peers")
     grouping: str = "grid"
-    local_steps: int = 1
+    local_steps: int = bounded(1, low=1, high=10**9)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, low in (("group_size", 2), ("local_steps", 1)):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= 10**9):
-                raise ScenarioError(name, f"must be an integer in [{low}, 1e9], got {value!r}")
+        check_ranges(self)
         if self.grouping not in GROUPINGS:
             raise ScenarioError("grouping", f"must be one of {', '.join(GROUPINGS)}, got {self.grouping!r}")
 
