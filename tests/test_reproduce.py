@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,15 @@ def test_the_cli_reproduces_a_folder_and_refuses_to_overwrite_another_result_wit
     assert "holds the result of another scenario" in capsys.readouterr().err
     assert main(["run", str(path), "--out", out, "--no-baselines", "--quiet", "--set", "seed=6", "--force"]) == 0
     assert Result.load(out).scenario.seed == 6
+
+
+def test_the_constraints_file_pins_every_package_a_run_imports():
+    path = Path(__file__).resolve().parents[1] / "constraints.txt"
+    pinned = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name] = version
+    missing = set(dependency_versions()) - set(pinned) - {"p2psim"}
+    assert not missing, f"constraints.txt lacks {sorted(missing)}: pin the versions results are made with"
+    assert pinned["torch"] == "2.13.0"  # the README's commands name this release
