@@ -118,17 +118,26 @@ class RowOptimizer:
 
     def __init__(self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype = torch.float32):
         self.spec = spec
-        self.steps = torch.zeros(n_rows, dtype=torch.int64)
+        self.steps = torch.zeros(n_rows, dtype=torch.int64)  # steps applied to each row: the schedule's clock
+        self._t = torch.zeros(n_rows, dtype=torch.int64)  # steps since the row's state was last reset
         self._buffer = torch.zeros(n_rows, n_params, dtype=dtype) if spec.name in ("momentum", "nesterov") else None
         adam = spec.name in ("adam", "adamw")
         self._m = torch.zeros(n_rows, n_params, dtype=dtype) if adam else None
         self._v = torch.zeros(n_rows, n_params, dtype=dtype) if adam else None
+
+    def reset(self, i: int) -> None:
+        """Fresh state for row `i` (momentum buffer, Adam moments and bias-correction count); its step clock runs on."""
+        self._t[i] = 0
+        for state in (self._buffer, self._m, self._v):
+            if state is not None:
+                state[i].zero_()
 
     def step(self, rows: torch.Tensor, i: int, grad: torch.Tensor, lr: float) -> None:
         """One optimizer step on row `i` of `rows` with gradient `grad` (not modified)."""
         spec = self.spec
         row = rows[i]
         self.steps[i] += 1
+        self._t[i] += 1
         if spec.name == "adamw" and spec.weight_decay:
             row.mul_(1 - lr * spec.weight_decay)
         if spec.weight_decay and spec.name != "adamw":
@@ -137,14 +146,14 @@ class RowOptimizer:
             row.add_(grad, alpha=-lr)
         elif spec.name in ("momentum", "nesterov"):
             buffer = self._buffer[i]
-            if int(self.steps[i]) == 1:
+            if int(self._t[i]) == 1:
                 buffer.copy_(grad)
             else:
                 buffer.mul_(spec.momentum).add_(grad)
             direction = grad.add(buffer, alpha=spec.momentum) if spec.name == "nesterov" else buffer
             row.add_(direction, alpha=-lr)
         else:
-            t = int(self.steps[i])
+            t = int(self._t[i])
             m, v = self._m[i], self._v[i]
             m.mul_(spec.beta1).add_(grad, alpha=1 - spec.beta1)
             v.mul_(spec.beta2).addcmul_(grad, grad, value=1 - spec.beta2)

@@ -41,7 +41,6 @@ import torch
 
 from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MixingReport
-from ..optim import RowOptimizer
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig
 
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
 
     from ..engine import GradientJob, Message
 
-__all__ = ["FedAvg", "FedAvgConfig", "Round", "reset_row_state"]
+__all__ = ["FedAvg", "FedAvgConfig", "Round"]
 
 WEIGHTINGS = ("samples", "partition")
 
@@ -73,14 +72,6 @@ class FedAvgConfig(ServerConfig):
             raise ScenarioError("client_fraction", "give either clients_per_round or client_fraction, not both")
         if self.weighting not in WEIGHTINGS:
             raise ScenarioError("weighting", f"must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        schedule = self.schedule
-        restarts_clock = self.optimizer.name in ("adam", "adamw") and schedule.clock == "steps"
-        if self.reset_optimizer and restarts_clock and (schedule.kind != "constant" or schedule.warmup > 0):
-            raise ScenarioError(
-                "reset_optimizer",
-                "restarting Adam's step count each round would restart a schedule on clock 'steps': "
-                "use schedule.clock = 'time', a constant schedule, or reset_optimizer = false",
-            )
 
 
 @dataclass
@@ -98,21 +89,6 @@ class Round:
     def dropped(self) -> int:
         """Sampled clients whose reply was missing when the round closed."""
         return len(self.clients) - len(self.received) if self.ended_at is not None else 0
-
-
-def reset_row_state(optimizer: RowOptimizer, row: int) -> None:
-    """Fresh optimizer state for one row: momentum buffer and Adam moments zeroed, Adam's step count restarted.
-
-    RowOptimizer has no public reset; the momentum rules re-initialise from a zero buffer
-    exactly as from a fresh one, so only Adam needs its step count (the bias correction's t) restarted.
-    """
-    spec = optimizer.spec
-    if spec.name in ("momentum", "nesterov"):
-        optimizer._buffer[row].zero_()
-    elif spec.name in ("adam", "adamw"):
-        optimizer._m[row].zero_()
-        optimizer._v[row].zero_()
-        optimizer.steps[row] = 0
 
 
 @register_algorithm
@@ -180,7 +156,7 @@ class FedAvg(ServerAlgorithm):
         client = message.dst
         self.world.set_row(client, message.row)
         if self.config.reset_optimizer:
-            reset_row_state(self.world.optimizer, client)
+            self.world.optimizer.reset(client)
         self._round_of[client] = message.payload
         self._steps_done[client] = 0
         if self._job_round[client] < 0:  # else the gradient in progress is discarded when it ends
