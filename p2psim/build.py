@@ -69,13 +69,22 @@ def model_shape(scenario: Scenario) -> tuple[float, float]:
 
 
 def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
-    """Each peer's training-sample indices, split as the scenario's `data` says."""
+    """Each peer's training-sample indices, split as the scenario's `data` says among the peers that train.
+
+    A peer that never computes (a server) holds no data, so no sample goes unused.
+    """
     data = scenario.data
     labels = task.y_train.numpy() if task.n_classes is not None else None
-    return make_partition(
-        data.partition, labels, len(task.y_train), scenario.peers.count, stream(scenario.seed, "partition"),
+    n = scenario.peers.count
+    learners = IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n)
+    shards = make_partition(
+        data.partition, labels, len(task.y_train), len(learners), stream(scenario.seed, "partition"),
         alpha=data.alpha, k=data.labels_per_peer,
     )
+    partitions = [np.empty(0, dtype=np.int64) for _ in range(n)]
+    for peer, shard in zip(learners, shards):
+        partitions[peer] = shard
+    return partitions
 
 
 def build_graph(scenario: Scenario) -> nx.Graph:

@@ -125,8 +125,11 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
             f"{scenario.data.partition!r} splits by label and needs a classification task; "
             f"task {scenario.task.name!r} is a regression (allowed: iid)",
         )
-    if peers.count > sizes.n_train:
-        raise ScenarioError("peers.count", f"{peers.count} peers but only {sizes.n_train} training samples")
+    learners = len(IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, peers.count))
+    if learners > sizes.n_train:
+        raise ScenarioError(
+            "peers.count", f"{peers.count} peers ({learners} training) but only {sizes.n_train} training samples"
+        )
     for i, baseline in enumerate(scenario.baselines):
         if baseline.count > sizes.n_train:
             raise ScenarioError(
@@ -312,6 +315,7 @@ def _check_partition(scenario: Scenario, sizes: TaskSizes, progress: Progress | 
         raise ScenarioError(
             "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"
         ) from None
+    shards = shards[shards > 0]  # a peer that does not train (a server) holds no data
     _warn_short_shards(scenario, int((shards < data.batch_size).sum()), int(shards.min()))
     single = int((shards == 1).sum())
     if data.partition == "dirichlet" and single > FEW_SAMPLES_SHARE * n:

@@ -55,6 +55,11 @@ class Algorithm:
     def check_graph(cls, config: AlgorithmConfig, graph: nx.Graph) -> None:
         """Raise `ScenarioError` if the algorithm cannot run on `graph` with `config` (checked before a run)."""
 
+    @classmethod
+    def learners(cls, config: AlgorithmConfig, n_peers: int) -> list[int]:
+        """The peers that compute gradients, and so hold a share of the training data: by default all."""
+        return list(range(n_peers))
+
     def mixing(self) -> MixingReport:
         """After the run: the spectral gap of the matrix this algorithm mixed with, and its definition."""
         return MixingReport(None, "not defined: this algorithm does not mix by a gossip matrix", "none")

@@ -1,7 +1,8 @@
 """What every method with a central server shares: which peer serves, and that it does not compute.
 
 The server is the peer at index `server` (default 0): its device, access link and region
-are the ones the scenario's mixes place on that peer, and its row holds the global model,
+are the ones the scenario's mixes place on that peer, it holds no training data (the data
+is split among the workers), and its row holds the global model,
 which is what the history's `loss` and `accuracy` describe. Workers talk to it directly
 over the network (a star over the access links), whatever the topology says.
 """
@@ -39,6 +40,10 @@ class ServerAlgorithm(Algorithm):
             raise ScenarioError("algorithm.server", f"must be a peer index in 0..{n - 1}, got {config.server!r}")
         if n < 2:
             raise ScenarioError("peers.count", f"a server method needs a server and at least one worker, got {n} peer")
+
+    @classmethod
+    def learners(cls, config: ServerConfig, n_peers: int) -> list[int]:
+        return [peer for peer in range(n_peers) if peer != config.server]
 
     @property
     def server(self) -> int:

@@ -219,7 +219,7 @@ def test_outer_nesterov_diverges_exactly_beyond_its_stability_limit(margin):
     has the characteristic polynomial z^2 - (1 + mu)(1 - s) z + mu (1 - s), s = lr_out eta lambda.
     By the Jury criterion its roots lie inside the unit circle iff 0 < s < 2 (1 + mu) / (1 + 2 mu)
     (1.357 at mu = 0.9): 10 % below, the error vanishes; 10 % above, the run is reported diverged."""
-    data = tiny({"h100_sxm": 2}, **{"task.n_samples": 3, "task.noise": 0.0, "data.batch_size": 1, "algorithm.lr": 0.1})
+    data = tiny({"h100_sxm": 2}, **{"task.n_samples": 3, "task.eval_fraction": 0.5, "task.noise": 0.0, "data.batch_size": 1, "algorithm.lr": 0.1})
     data["algorithm"].update(local_steps=1, name="traced_diloco")
     data["stop"] = {"sim_time_s": 200.0}  # 1.9 s a round: about 100 outer steps
     setup = build_run(Scenario.from_dict(data))

@@ -273,7 +273,7 @@ def test_local_sgd_diverges_exactly_beyond_the_gradient_descent_step_limit(margi
     sample's direction by (1 - lr lambda)^H, lambda = |x|^2, and the server takes that model, so a
     round contracts iff |1 - lr lambda| < 1, i.e. lr < 2 / lambda, whatever H: 10 % below, the error
     vanishes; 10 % above, the run is reported diverged."""
-    data = tiny({"h100_sxm": 2}, **{"task.n_samples": 3, "task.noise": 0.0, "data.batch_size": 1})
+    data = tiny({"h100_sxm": 2}, **{"task.n_samples": 3, "task.eval_fraction": 0.5, "task.noise": 0.0, "data.batch_size": 1})
     data["algorithm"]["local_steps"] = 3
     data["stop"] = {"sim_time_s": 200.0}  # 3.9 s a round: about 50 rounds, 150 steps
     setup = build_run(Scenario.from_dict(data))
