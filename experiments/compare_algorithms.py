@@ -31,10 +31,23 @@ WORLDS: dict[str, dict] = {
     "datacenter": {"peers.devices": {"h100_sxm": 32}, "peers.links": {"infiniband": 32}, "peers.regions": {}},
 }
 
-# Each algorithm's [algorithm] table; the learning rates suit the digits MLP of the quick start.
+# Each algorithm's [algorithm] table; the learning rates suit the digits MLP of the quick start. Server
+# methods serve from peer 0, whichever device and home link the quick-start mix places there.
 SETTINGS: dict[str, dict] = {
     "adpsgd": {"name": "adpsgd", "lr": 0.5},
     "adpsgd_idealised": {"name": "adpsgd_idealised", "lr": 0.5},
+    "dpsgd": {"name": "dpsgd", "lr": 0.5},
+    "atc_dsgd": {"name": "atc_dsgd", "lr": 0.5},
+    "sgp": {"name": "sgp", "lr": 0.5},
+    "sgp_exponential": {"name": "sgp", "lr": 0.5, "graph": "exponential_one_peer"},
+    "gossip": {"name": "gossip", "lr": 0.5, "mode": "push_pull", "period": 10},
+    "moshpit": {"name": "moshpit", "lr": 0.5, "group_size": 2},
+    "sync_ps": {"name": "sync_ps", "lr": 0.5},
+    "async_ps": {"name": "async_ps", "lr": 0.5, "staleness_aware": True},
+    "easgd": {"name": "easgd", "lr": 0.5, "tau": 4},
+    "fedavg": {"name": "fedavg", "lr": 0.5, "local_steps": 8},
+    "diloco": {"name": "diloco", "lr": 0.003, "local_steps": 8, "optimizer": {"name": "adamw"}},
+    "diloco_async": {"name": "diloco_async", "lr": 0.003, "local_steps": 8, "optimizer": {"name": "adamw"}},
 }
 
 BASELINES_WITH = "adpsgd"  # the baselines depend only on the world, seed and budget: run them once

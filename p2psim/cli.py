@@ -94,6 +94,13 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _algorithms(args: argparse.Namespace) -> int:
+    from .algorithms import format_algorithm_table
+
+    print(format_algorithm_table())
+    return 0
+
+
 def _devices(args: argparse.Namespace) -> int:
     from .hardware import format_device_table
 
@@ -159,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
 
     devices = commands.add_parser("devices", help="print the device catalogue")
     devices.set_defaults(handler=_devices)
+
+    algorithms = commands.add_parser("algorithms", help="list the algorithms, one line each, with their papers")
+    algorithms.set_defaults(handler=_algorithms)
 
     grids = commands.add_parser("grids", help="print the carbon-intensity, price, PUE, embodied and rental catalogues")
     grids.set_defaults(handler=lambda args: print(__import__("p2psim.grids").grids.format_grid_table()) or 0)

@@ -74,3 +74,13 @@ def test_batched_and_one_at_a_time_gradients_give_the_same_history(name):
     np.testing.assert_allclose(
         batched.drop(columns="run").to_numpy(float), single.drop(columns="run").to_numpy(float), rtol=1e-4, atol=1e-6
     )
+
+
+def test_the_cli_lists_every_algorithm_with_its_paper(capsys):
+    from p2psim.cli import main
+
+    assert main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    for name in ALGORITHM_NAMES:
+        assert re.search(rf"^{name}\s", out, re.MULTILINE), name
+    assert "arxiv.org/abs/1710.06952" in out  # AD-PSGD's paper

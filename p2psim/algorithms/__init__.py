@@ -12,6 +12,7 @@ from .base import (
     IMPLEMENTATIONS,
     Algorithm,
     AlgorithmConfig,
+    format_algorithm_table,
     register_algorithm,
 )
 
@@ -22,4 +23,4 @@ for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
 from .adpsgd import ADPSGD, ADPSGDIdealised  # noqa: E402  (re-exported for convenience)
 from .allreduce import AllReduce  # noqa: E402
 
-__all__ = ["ADPSGD", "ADPSGDIdealised", "ALGORITHMS", "IMPLEMENTATIONS", "AllReduce", "Algorithm", "AlgorithmConfig", "register_algorithm"]
+__all__ = ["ADPSGD", "ADPSGDIdealised", "ALGORITHMS", "IMPLEMENTATIONS", "AllReduce", "Algorithm", "AlgorithmConfig", "format_algorithm_table", "register_algorithm"]

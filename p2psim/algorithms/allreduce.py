@@ -1,11 +1,13 @@
 """Centralized baseline: synchronous data-parallel SGD with ring all-reduce.
 
+Patarasuk & Yuan, "Bandwidth optimal all-reduce algorithms for clusters of workstations",
+JPDC 69(2), 2009, https://doi.org/10.1016/j.jpdc.2008.09.002.
+
 One device (count 1) trains on the global batch; K devices each compute the gradient
-of 1/K of it and average the gradients with a ring all-reduce (Patarasuk & Yuan,
-"Bandwidth optimal all-reduce algorithms for clusters of workstations", JPDC 2009):
-2(K-1) rounds in which every device sends 1/K of the model to its successor, so one
-all-reduce takes 2(K-1) (latency + S / (K bandwidth)) on equal links. The rounds are
-real messages on the simulated network. All rows stay equal: this is one model.
+of 1/K of it and average the gradients with a ring all-reduce: 2(K-1) rounds in which
+every device sends 1/K of the model to its successor, so one all-reduce takes
+2(K-1) (latency + S / (K bandwidth)) on equal links. The rounds are real messages on
+the simulated network. All rows stay equal: this is one model.
 """
 
 from __future__ import annotations

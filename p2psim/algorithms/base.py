@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from ..engine import GradientJob, Message, World
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "algorithm_catalogue", "register_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmConfig", "algorithm_catalogue", "format_algorithm_table", "register_algorithm"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,12 @@ def algorithm_catalogue() -> list[tuple[str, str, str]]:
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else paragraphs[0] if paragraphs else ""
         rows.append((name, summary, paper))
     return rows
+
+
+def format_algorithm_table() -> str:
+    """The catalogue as text, one algorithm a paragraph: name and rule, then its paper (what `p2psim algorithms` prints)."""
+    lines = []
+    for name, summary, paper in algorithm_catalogue():
+        lines.append(f"{name:<18}{summary}")
+        lines.append(f"{'':<18}{paper}")
+    return "\n".join(lines)
