@@ -61,10 +61,11 @@ def field_limits() -> dict[str, Range]:
     The README's limits table states each of these; a test keeps the two equal.
     """
     limits = _dataclass_limits(Scenario, "")
-    for name, task in TASKS.items():
-        limits.update({f"{path} ({name})": r for path, r in _dataclass_limits(task, "task.").items()})
-    for name, config in ALGORITHMS.items():
-        limits.update({f"{path} ({name})": r for path, r in _dataclass_limits(config, "algorithm.").items()})
+    shipped = [("task.", TASKS), ("algorithm.", ALGORITHMS)]  # not those a notebook or a test registers
+    for prefix, registry in shipped:
+        for name, cls in registry.items():
+            if cls.__module__.startswith("p2psim."):
+                limits.update({f"{path} ({name})": r for path, r in _dataclass_limits(cls, prefix).items()})
     limits["algorithm.lr"] = LR_RANGE
     return limits
 
