@@ -41,21 +41,21 @@ class EnergySpec:
     grid: str = "world"  # the grid of peers without a region: co-located peers and the centralized baselines
     hourly: bool = True  # use a grid's typical day per month where the catalogue has one; else its yearly mean
     traces: dict[str, str] = field(default_factory=dict)  # grid -> hourly CSV (time_utc, gco2_per_kwh); stored absolute
-    gco2_per_kwh: dict[str, float] = bounded(low=0, high=2000, default_factory=dict)  # a grid's intensity, flat
-    price_usd_per_kwh: dict[str, float] = bounded(low=0, high=100, default_factory=dict)  # household price by grid
-    rental_usd_per_hour: dict[str, float] = bounded(low=0, high=1e4, default_factory=dict)  # by device
+    gco2_per_kwh: dict[str, float] = bounded(low=0, high=2000, why="coal alone is about 820-1000", default_factory=dict)  # a grid's intensity, flat
+    price_usd_per_kwh: dict[str, float] = bounded(low=0, high=100, why="household prices are below 1 USD/kWh", default_factory=dict)  # household price by grid
+    rental_usd_per_hour: dict[str, float] = bounded(low=0, high=1e4, why="an 8-GPU node rents for about 100 USD/h", default_factory=dict)  # by device
     busy_power_w: dict[str, float] = bounded(**POWER_W, default_factory=dict)  # by device; default board power
     idle_power_w: dict[str, float] = bounded(**POWER_W, default_factory=dict)  # by device; default catalogue idle
     datacenter_links: tuple[str, ...] = DATACENTER_LINKS  # peers on these access links sit in a data centre
     pue: float | str | None = None  # data-centre PUE, a number >= 1 or a fleet of grids.toml; default 1.58
-    home_pue: float = bounded(1.0, low=1, high=10)
-    host_factor_datacenter: float | None = bounded(None, low=1, high=10)  # default grids.toml's 1.4
-    host_factor_home: float | None = bounded(None, low=1, high=10)  # default grids.toml's 1.25
-    network_kwh_per_gb: float = bounded(0.0, low=0, high=10)  # off by default; Aslan et al. 2018 give 0.06 for 2015
+    home_pue: float = bounded(1.0, low=1, high=10, why="a PUE below 1 would create energy")
+    host_factor_datacenter: float | None = bounded(None, low=1, high=10, why="a host draws at least its devices' power")  # default grids.toml's 1.4
+    host_factor_home: float | None = bounded(None, low=1, high=10, why="a host draws at least its devices' power")  # default grids.toml's 1.25
+    network_kwh_per_gb: float = bounded(0.0, low=0, high=10, why="the 2015 estimate was 0.06")  # off by default; Aslan et al. 2018 give 0.06 for 2015
     admission: str = "all"  # which peers join: all, below_threshold or cleanest_k (by their grid's yearly intensity)
-    max_gco2_per_kwh: float | None = bounded(None, low=0, high=2000)  # for below_threshold
-    admit_k: int | None = bounded(None, low=1, high=10**6)  # for cleanest_k
-    start_window_h: float = bounded(0.0, low=0, high=8760)  # time shifting: start up to this late, at the least CO2
+    max_gco2_per_kwh: float | None = bounded(None, low=0, high=2000, why="coal alone is about 820-1000")  # for below_threshold
+    admit_k: int | None = bounded(None, low=1, high=10**6, why="and at most the peers, checked against them")  # for cleanest_k
+    start_window_h: float = bounded(0.0, low=0, high=8760, why="a year")  # time shifting: start up to this late, at the least CO2
 
     def __post_init__(self) -> None:
         check_ranges(self)
