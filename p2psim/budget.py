@@ -40,7 +40,7 @@ MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's mode
 HOST_STEP_S = 5e-5  # host time per simulated gradient step besides its FLOPs: events, sampling, indexing [assumption]
 ROW_COPIES = 5  # parameter-sized rows per peer: weights, snapshot, gradient, two optimizer moments (Adam)
 GRAPH_BYTES_PER_EDGE = 300.0  # networkx keeps each edge as two dict entries [assumption: ~250 B measured]
-GRAPH_S_PER_EDGE = 2e-6  # networkx inserts about half a million edges a second [assumption]
+GRAPH_S_PER_EDGE = 1e-5  # topology._graph dedupes, sorts and inserts ~1e5 edges/s (complete(3000): ~45 s, measured)
 GRAPH_S_PER_PAIR = 1e-7  # G(n, p) draws one random number per pair of peers [assumption]
 
 
