@@ -140,7 +140,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    outcome = reproduce(args.result, rtol=args.rtol, atol=args.atol)
+    try:
+        outcome = reproduce(args.result, rtol=args.rtol, atol=args.atol)
+    except ValueError as error:  # Result.load: a folder whose files are not its manifest's
+        raise InputError(str(error)) from None
     print(outcome.format())
     return 0 if outcome.within_tolerance else 1  # as diff: 1 when the histories differ
 
