@@ -7,11 +7,11 @@
 
 __version__ = "0.1.0"
 
-from .config import ScenarioError
+from .config import ScenarioError, ScenarioWarning
 from .engine import SimulationError
 from .result import Result
 from .runner import baseline_scenario, run
 from .scenario import Scenario, load_scenario
 from .sweep import sweep
 
-__all__ = ["Result", "Scenario", "ScenarioError", "SimulationError", "baseline_scenario", "load_scenario", "run", "sweep"]
+__all__ = ["Result", "Scenario", "ScenarioError", "ScenarioWarning", "SimulationError", "baseline_scenario", "load_scenario", "run", "sweep"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .build import bytes_per_element
+from .engine import MAX_HISTORY_ROWS
 from .hardware import activation_bytes_per_sample, count_training_flops, load_devices, step_time_s
 from .scenario import LinkSpec, Scenario, TopologySpec, mix_counts
 from .tasks import Task, TaskSizes
@@ -36,7 +37,6 @@ __all__ = [
     "peer_step_times",
 ]
 
-MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's model, ~1 ms for small models
 HOST_STEP_S = 5e-5  # host time per simulated gradient step besides its FLOPs: events, sampling, indexing [assumption]
 ROW_COPIES = 5  # parameter-sized rows per peer: weights, snapshot, gradient, two optimizer moments (Adam)
 GRAPH_BYTES_PER_EDGE = 300.0  # networkx keeps each edge as two dict entries [assumption: ~250 B measured]

@@ -1,8 +1,9 @@
-"""`p2psim run | plot | devices | validate`: a thin wrapper over the Python API.
+"""`p2psim run | sweep | reproduce | plot | validate | devices | algorithms | grids`: a thin wrapper over the Python API.
 
 Bad input ends with one clear message on stderr and exit status 2, never a traceback.
 Exit status 1 means a bug in p2psim itself: one line asks to report it, and the
-traceback goes to a file it names. Scenario warnings print as one line each; builds
+traceback goes to a file it names. `reproduce` exits 3 when the histories differ
+beyond the tolerance. Scenario warnings print as one line each; builds
 that validation estimates to take over a second are announced before they start.
 """
 
@@ -101,6 +102,13 @@ def _algorithms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grids(args: argparse.Namespace) -> int:
+    from .grids import format_grid_table
+
+    print(format_grid_table())
+    return 0
+
+
 def _devices(args: argparse.Namespace) -> int:
     from .hardware import format_device_table
 
@@ -137,6 +145,9 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0  # a failed run is recorded in the table with its error
 
 
+DIFFERS = 3  # `reproduce`: the histories differ beyond the tolerance (1 is kept for bugs, 2 for bad input)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
@@ -145,7 +156,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     except ValueError as error:  # Result.load: a folder whose files are not its manifest's
         raise InputError(str(error)) from None
     print(outcome.format())
-    return 0 if outcome.within_tolerance else 1  # as diff: 1 when the histories differ
+    return 0 if outcome.within_tolerance else DIFFERS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     algorithms.set_defaults(handler=_algorithms)
 
     grids = commands.add_parser("grids", help="print the carbon-intensity, price, PUE, embodied and rental catalogues")
-    grids.set_defaults(handler=lambda args: print(__import__("p2psim.grids").grids.format_grid_table()) or 0)
+    grids.set_defaults(handler=_grids)
 
     validate = commands.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("scenario")

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from .algorithms.base import Algorithm
     from .scenario import Scenario
 
-__all__ = ["GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
+__all__ = ["MAX_HISTORY_ROWS", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
+
+
+MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's model, ~1 ms for small models
 
 
 class SimulationError(RuntimeError):
@@ -362,6 +365,9 @@ class World:
             if self._stalled():
                 self.status = "stalled"
                 self._request_stop("stalled: no computation or message in flight")
+            elif len(self.history) >= MAX_HISTORY_ROWS:  # validation refuses such runs by estimate; a net behind it
+                self.status = "stalled"
+                self._request_stop(f"stalled: {MAX_HISTORY_ROWS} history rows recorded before the stopping rule")
             yield self.env.timeout(interval_s)
 
     def _stalled(self) -> bool:

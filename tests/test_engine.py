@@ -355,3 +355,15 @@ def test_per_peer_utilisation_per_interval_adds_up_to_each_peers_total(tmp_path)
     ].mean()["h100_sxm"]
     loaded = type(result).load(result.save(tmp_path / "r"))
     assert loaded.utilisation.equals(result.utilisation)
+
+
+def test_a_run_that_would_record_without_end_stops_as_stalled_with_why(monkeypatch):
+    """Validation refuses runs estimated to record too many rows; the engine stops any that slips past."""
+    import p2psim.engine as engine
+
+    monkeypatch.setattr(engine, "MAX_HISTORY_ROWS", 6)
+    data = tiny({"h100_sxm": 2}, **{"stop.sim_time_s": 1000.0, "metrics.eval_interval_s": 1.0})
+    outcome = World(build_run(Scenario.from_dict(data))).run()
+    assert outcome.info["status"] == "stalled"
+    assert "6 history rows" in outcome.info["stop_reason"]
+    assert len(outcome.history) == 6
