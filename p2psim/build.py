@@ -16,7 +16,7 @@ from .engine import RunSetup
 from .hardware import count_training_flops, load_devices, step_time_s
 from .links import latency_function, load_link_profiles
 from .partition import make_partition
-from .scenario import LinkSpec, Scenario, expand_mix
+from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
 from .seeding import stream
 from .tasks import Task, TaskData
 from .topology import build_topology
@@ -88,9 +88,13 @@ def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
 
 
 def build_graph(scenario: Scenario) -> nx.Graph:
-    """The communication graph over the scenario's peers."""
-    topology = scenario.topology
-    return build_topology(topology.kind, scenario.peers.count, seed=stream(scenario.seed, "topology"), **topology.params())
+    """The communication graph over the scenario's peers (cached: validation and the run share one build; read only)."""
+    return _graph(scenario.topology, scenario.peers.count, scenario.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _graph(topology: TopologySpec, n: int, seed: int) -> nx.Graph:
+    return build_topology(topology.kind, n, seed=stream(seed, "topology"), **topology.params())
 
 
 def _placed(mix: dict, count: int, seed: int, index: int, field: str) -> list[str]:
