@@ -83,12 +83,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .plots import plot_result
+    from .plots import figure_name, plot_result
     from .result import Result
 
     try:
         result = Result.load(args.result)
-        path = Path(args.output) if args.output else Path(args.result) / "figure.png"
+        path = Path(args.output) if args.output else Path(args.result) / figure_name(args.metric)  # --metric: its own file
         print(plot_result(result, path, args.metric))
     except ValueError as error:  # not a result folder, or a metric it did not record
         raise InputError(str(error)) from None
@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw a result folder's figure as PNG")
     plot.add_argument("result", help="result folder written by `p2psim run`")
     plot.add_argument("--metric", choices=["accuracy", "loss"], help="default: accuracy if recorded, else loss")
-    plot.add_argument("--output", help="PNG path (default: RESULT/figure.png)")
+    plot.add_argument("--output", help="PNG path (default: RESULT/figure.png; with --metric M, RESULT/figure-M.png)")
     plot.set_defaults(handler=_plot)
 
     devices = commands.add_parser("devices", help="print the device catalogue")
