@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 from .result import MAIN_RUN, Result
 
-__all__ = ["figure_for", "plot_result", "time_axis"]
+__all__ = ["figure_for", "figure_name", "plot_result", "time_axis"]
 
 
 def time_axis(seconds_max: float) -> tuple[float, str]:
@@ -28,16 +28,19 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
         raise ValueError(f"metric {metric!r} was not recorded (recorded: {', '.join(history.columns[1:])})")
     scale, label = time_axis(float(history["time_s"].max()))
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for run in result.runs:
+    for number, run in enumerate(result.runs):  # colours follow the run's place: p2p first, baselines in scenario order
         rows = result.run_history(run)
-        style = {"linewidth": 2.2} if run == MAIN_RUN else {"linestyle": "--", "linewidth": 1.6}
-        name = f"{run} ({result.manifest['runs'][run]['status']})" if run == MAIN_RUN else run
+        # a dot on every recorded tick: the lines between them are not data (the p2p run records every few minutes)
+        style = {"color": f"C{number}", "marker": ".", "markersize": 4}
+        style.update({"linewidth": 2.2} if run == MAIN_RUN else {"linestyle": "--", "linewidth": 1.6})
+        name = f"p2p: averaged model ({result.manifest['runs'][run]['status']})" if run == MAIN_RUN else run
         left.plot(rows["time_s"] / scale, rows[metric], label=name, **style)
         if run == MAIN_RUN:
-            left.plot(rows["time_s"] / scale, rows[f"peers_{metric}"], label="p2p: mean of peers' own models", linewidth=1.0)
+            left.plot(rows["time_s"] / scale, rows[f"peers_{metric}"], label="p2p: mean of peers' own models",
+                      color="C7", linewidth=1.0, marker=".", markersize=3)
     left.set_xscale("symlog", linthresh=1.0 / scale)  # linear below one simulated second
-    left.set_xlabel(label + " (symlog)")
-    left.set_ylabel(f"{metric} of the averaged model (held-out set)" if metric != "loss" else "loss (held-out set)")
+    left.set_xlabel(label + " (symlog; dots: recorded ticks)")
+    left.set_ylabel(f"{metric} on the held-out set")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     main = result.run_history()
@@ -54,6 +57,11 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
     title = f"{result.scenario.name}: {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
     figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
     return figure
+
+
+def figure_name(metric: str | None = None) -> str:
+    """A result folder's figure file: ``figure.png`` for the default metric, ``figure-<metric>.png`` for one asked for."""
+    return "figure.png" if metric is None else f"figure-{metric}.png"
 
 
 def plot_result(result: Result, path: str | Path, metric: str | None = None) -> Path:

@@ -57,8 +57,10 @@ class Result:
 
     @property
     def runs(self) -> list[str]:
-        """Run names: the peer-to-peer run first, then the baselines."""
-        return list(self.manifest["runs"])
+        """Run names: the peer-to-peer run first, then the baselines in the scenario's order (the manifest's keys are sorted)."""
+        recorded = self.manifest["runs"]
+        order = [MAIN_RUN, *(b.name for b in self.scenario.baselines)]
+        return [r for r in order if r in recorded] + sorted(r for r in recorded if r not in order)
 
     def run_history(self, run: str = MAIN_RUN) -> pd.DataFrame:
         """History rows of one run."""
@@ -113,7 +115,7 @@ class Result:
         return float(reached["time_s"].iloc[0]) if len(reached) else math.nan
 
     def summary(self) -> dict[str, Any]:
-        """Final figures per run, time to target accuracy, and the gap to each baseline."""
+        """Per run: final figures, cost per sample, time to target; per baseline: p2p against it, from recorded rows only."""
         metric = "accuracy" if "accuracy" in self.history else "loss"
         target = self.scenario.metrics.target_accuracy
         main = self.run_history()
@@ -122,28 +124,32 @@ class Result:
             history = self.run_history(run)
             facts = self.manifest["runs"][run]
             last = history.iloc[-1] if len(history) else None
+            samples = facts["samples"]
             entry = {
                 "status": facts["status"],
                 "sim_time_s": facts["sim_time_s"],
-                "samples": facts["samples"],
+                "samples": samples,
+                "time_per_sample_s": facts["sim_time_s"] / samples if samples else math.nan,
                 "recorded_at_s": float(last["time_s"]) if last is not None else math.nan,
                 "loss": float(last["loss"]) if last is not None else math.nan,
                 "bytes_sent": float(last["bytes_sent"]) if last is not None else math.nan,
                 "consensus_distance": float(last["consensus_distance"]) if last is not None else math.nan,
             }
+            if run == MAIN_RUN and "bytes_sent" in self.peers:  # peers.csv counts to the run's end, past its last record
+                entry["bytes_sent"] = float(self.peers["bytes_sent"].sum())
+            entry["bytes_per_sample"] = entry["bytes_sent"] / samples if samples else math.nan
             if metric == "accuracy" and last is not None:
                 entry["accuracy"] = float(last["accuracy"])
             if target is not None:
                 entry["time_to_target_s"] = self.time_to_accuracy(target, run)
             if run != MAIN_RUN and len(history) and len(main):
-                entry["gap_at_equal_samples"] = _gap(main, history, "samples", metric)
-                entry["gap_at_equal_time"] = _gap(main, history, "time_s", metric)
+                entry.update(_against(out["runs"][MAIN_RUN], entry, main, history, metric, target is not None))
             entry.update(bill_entry(history, facts, target))  # kWh, CO2, cost: totals, per sample, to target
             out["runs"][run] = entry
         return out
 
     def format_summary(self) -> str:
-        """The summary as a few lines of text, for the CLI and notebooks."""
+        """The summary as a few lines of text, for the CLI and notebooks: what is measured first, then time to target."""
         summary = self.summary()
         metric = summary["metric"]
         target = self.scenario.metrics.target_accuracy
@@ -151,28 +157,41 @@ class Result:
         workload = self.manifest.get("timing_source")
         if workload:
             lines.append(f"timings: {workload}")
+        # A declared workload times the steps while a small task learns: time to a target is then the
+        # small task's samples to it times the large model's time per sample, an assumption, flagged by '*'.
+        mark = "*" if self.scenario.workload is not None else ""
         for run, entry in summary["runs"].items():
-            text = f"{run:>16}: {entry['status']:<8} t={_duration(entry['sim_time_s']):>9}  samples={entry['samples']:<8}"
-            if entry["recorded_at_s"] != entry["sim_time_s"]:
-                text += f" last record at t={_duration(entry['recorded_at_s'])}:"
-            text += f" loss={entry['loss']:.4f}"
+            text = (
+                f"{run:>16}: {entry['status']:<8} t={_duration(entry['sim_time_s']):>9}  samples={entry['samples']:<8} "
+                f"{_duration(entry['time_per_sample_s'])}/sample  {_bytes(entry['bytes_per_sample'])}/sample  "
+                f"sent={entry['bytes_sent'] / 1e9:.3g} GB "
+            )
+            recorded = f" loss={entry['loss']:.4f}"
             if "accuracy" in entry:
-                text += f" acc={entry['accuracy']:.3f}"
-            if target is not None:
-                text += f"  t(acc>={target:g})={_duration(entry['time_to_target_s'])}"
-            text += f"  sent={entry['bytes_sent'] / 1e9:.3g} GB"
+                recorded += f" acc={entry['accuracy']:.3f}"
             if run == MAIN_RUN:
-                text += f"  consensus={entry['consensus_distance']:.3g}"
-            lines.append(text)
-            if "gap_at_equal_samples" in entry:
+                recorded += f" consensus={entry['consensus_distance']:.3g}"
+            if entry["recorded_at_s"] != entry["sim_time_s"]:
+                recorded = f"  last record at t={_duration(entry['recorded_at_s'])}:" + recorded
+            lines.append(text + recorded)
+            if "time_ratio_at_equal_samples" in entry:
                 lines.append(
-                    f"{'':>18}gap of p2p to this run in {metric}: {entry['gap_at_equal_samples']:+.4f} at equal samples, "
-                    f"{entry['gap_at_equal_time']:+.4f} at equal time"
+                    f"{'':>18}p2p against this run at equal samples: {entry['time_ratio_at_equal_samples']:.3g}x the time per sample, "
+                    f"{_ratio(entry['bytes_ratio_at_equal_samples'])} the bytes per sample, "
+                    f"{metric} {entry['gap_at_equal_samples']:+.4f}"
                 )
+            if target is not None:
+                lines.append(f"{'':>18}t(acc>={target:g}){mark}={_duration(entry['time_to_target_s'])}" + _crossing(entry, mark))
             lines.extend(bill_lines(run, entry, summary["runs"][MAIN_RUN] if run != MAIN_RUN else None, target))
         facts = self.manifest["runs"][MAIN_RUN]
         if facts["status"] == "diverged":
             lines.append(f"p2p run diverged at t={facts['diverged_at_s']:.6g} s, peers {facts['diverged_peers']}")
+        if mark and target is not None:
+            lines.append(
+                f"* every figure to acc>={target:g} (times, and the bills') = task '{self.scenario.task.name}''s samples to it x the "
+                "declared workload's cost per sample: it assumes the large model learns as fast per sample as the small task; "
+                "the figures per sample and at equal samples assume nothing of the kind"
+            )
         return "\n".join(lines)
 
 
@@ -243,12 +262,67 @@ def read_csv_exact(path: str | Path) -> pd.DataFrame:
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def _gap(main: pd.DataFrame, other: pd.DataFrame, axis: str, metric: str) -> float:
-    """main minus other in `metric`, at the largest `axis` value both runs reached (linear interpolation)."""
-    at = min(main[axis].iloc[-1], other[axis].iloc[-1])
-    mine = float(np.interp(at, main[axis], main[metric]))
-    theirs = float(np.interp(at, other[axis], other[metric]))
+def _gap(main: pd.DataFrame, other: pd.DataFrame, metric: str) -> float:
+    """main minus other in `metric` at the largest sample count both runs reached (interpolated between their records)."""
+    at = min(main["samples"].iloc[-1], other["samples"].iloc[-1])
+    mine = float(np.interp(at, main["samples"], main[metric]))
+    theirs = float(np.interp(at, other["samples"], other[metric]))
     return mine - theirs
+
+
+def _against(mine: dict[str, Any], theirs: dict[str, Any], main: pd.DataFrame, other: pd.DataFrame,
+             metric: str, with_target: bool) -> dict[str, Any]:
+    """The p2p run against a baseline: ratios per sample, gap at equal samples, and each at the other's time to target."""
+    out: dict[str, Any] = {
+        "time_ratio_at_equal_samples": _divide(mine["time_per_sample_s"], theirs["time_per_sample_s"]),
+        "bytes_ratio_at_equal_samples": _divide(mine["bytes_per_sample"], theirs["bytes_per_sample"]),
+        "gap_at_equal_samples": _gap(main, other, metric),
+    }
+    if with_target and metric == "accuracy":
+        out["time_to_target_ratio"] = _divide(mine["time_to_target_s"], theirs["time_to_target_s"])
+        out["p2p_at_their_target"] = _recorded_at(main, theirs["time_to_target_s"], mine["sim_time_s"])
+        out["theirs_at_p2p_target"] = _recorded_at(other, mine["time_to_target_s"], theirs["sim_time_s"])
+    return out
+
+
+def _recorded_at(history: pd.DataFrame, time_s: float, end_s: float) -> dict[str, float] | None:
+    """The run's last recorded row at or before `time_s` (its accuracy, the row's time, whether the run had ended)."""
+    if not math.isfinite(time_s):
+        return None
+    rows = history[history["time_s"] <= time_s]
+    if not len(rows):
+        return None
+    row = rows.iloc[-1]
+    return {"at_s": time_s, "accuracy": float(row["accuracy"]), "recorded_at_s": float(row["time_s"]), "ended": bool(end_s <= time_s)}
+
+
+def _crossing(entry: dict[str, Any], mark: str) -> str:
+    """For a baseline: the ratio of times to target, and each run's recorded accuracy at the other's time to target."""
+    if "time_to_target_ratio" not in entry:
+        return ""
+    text = f"; p2p needs {_ratio(entry['time_to_target_ratio'])} its time{mark}"
+    for who, seen in (("p2p", entry["p2p_at_their_target"]), ("this run", entry["theirs_at_p2p_target"])):
+        if seen is not None:
+            record = "ended; final record" if seen["ended"] else "record"
+            text += f"; at {_duration(seen['at_s'])} {who} had acc={seen['accuracy']:.3f} ({record} t={_duration(seen['recorded_at_s'])})"
+    return text
+
+
+def _divide(a: float, b: float) -> float:
+    return a / b if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.3g}x" if math.isfinite(value) else "n/a"
+
+
+def _bytes(count: float) -> str:
+    if not math.isfinite(count):
+        return "n/a B"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count:.3g} B"
 
 
 def _duration(seconds: float) -> str:

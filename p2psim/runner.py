@@ -106,13 +106,13 @@ def run(
     scenario's result is replaced only with `force`. A diverged or stalled run is a
     result, reported in `Result.status`, not an exception.
     """
-    scenario = _as_scenario(scenario)
+    scenario = _as_scenario(scenario) if baselines else replace(_as_scenario(scenario), baselines=())  # the folder's scenario is what ran
     admitted, admission = admit(scenario)  # energy.admission: the carbon-aware choice of peers
     records = [_simulate(MAIN_RUN, admitted, progress)]
     if admission:
         records[0].info["admission"] = admission
     budget = records[0].info["samples"]
-    for spec in scenario.baselines if baselines else ():
+    for spec in scenario.baselines:
         records.append(_simulate(spec.name, baseline_scenario(scenario, spec, budget), progress))
     result = Result(
         scenario=scenario,

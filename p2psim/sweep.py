@@ -260,7 +260,7 @@ def plan(spec: SweepSpec) -> list[Plan]:
         except ScenarioError as error:
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             raise ScenarioError(error.field, f"{error.reason} (sweep run {i}: {shown})") from None
-        plans.append(Plan(i, values, scenario))
+        plans.append(Plan(i, values, scenario if spec.baselines else scenario.with_overrides({"baselines": []})))
     hashes = [p.scenario.hash() for p in plans]
     if len(set(hashes)) < len(hashes):
         raise ScenarioError("", "two runs of the sweep resolve to the same scenario: an axis changes nothing")
