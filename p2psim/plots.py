@@ -40,7 +40,7 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
                       color="C7", linewidth=1.0, marker=".", markersize=3)
     left.set_xscale("symlog", linthresh=1.0 / scale)  # linear below one simulated second
     left.set_xlabel(label + " (symlog; dots: recorded ticks)")
-    left.set_ylabel(f"{metric} on the held-out set")
+    left.set_ylabel(f"{metric} (held-out set)")  # of both p2p models drawn, and of the baselines
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     main = result.run_history()

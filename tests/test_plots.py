@@ -38,7 +38,7 @@ def test_colours_follow_the_runs_and_every_record_is_marked(tmp_path):
 
 def test_the_y_label_names_no_single_model_when_two_are_drawn():
     left = figure_for(hand_made()).axes[0]
-    assert left.get_ylabel() == "accuracy on the held-out set"
+    assert left.get_ylabel() == "accuracy (held-out set)"
     labels = [line.get_label() for line in left.get_lines()]
     assert "p2p: averaged model (finished)" in labels and "p2p: mean of peers' own models" in labels
 
