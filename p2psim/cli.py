@@ -1,4 +1,4 @@
-"""`p2psim run | sweep | reproduce | plot | validate | devices | algorithms | grids`: a thin wrapper over the Python API.
+"""`p2psim run | sweep | reproduce | plot | validate | devices | algorithms | grids | figures`: a thin wrapper over the Python API.
 
 Bad input ends with one clear message on stderr and exit status 2, never a traceback.
 Exit status 1 means a bug in p2psim itself: one line asks to report it, and the
@@ -206,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
     reproduce.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
     reproduce.set_defaults(handler=_reproduce)
+
+    from .figures import add_figures_command  # p2psim figures: experiments/fig_*.py, regenerated into results/figures/
+    add_figures_command(commands)
     return parser
 
 
