@@ -9,35 +9,11 @@ from p2psim import Scenario, run
 from p2psim.algorithms import Algorithm, AlgorithmConfig, register_algorithm
 from p2psim.build import build_run
 from p2psim.engine import World
-from p2psim.scenario import set_dotted
-
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}  # 1e6 B/s, 50 ms per path
-
+from p2psim.testing import round_number_scenario, simulate
 
 def tiny(peers: dict, **overrides) -> dict:
     """Least squares with round-number timings: an H100 step is 1 s; a 1e6-param model is 4 s on the wire."""
-    count = sum(peers.values())
-    data = {
-        "name": "causality",
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e6},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "adpsgd", "lr": 0.05},
-        "stop": {"sim_time_s": 19.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    return round_number_scenario(peers, {"name": "causality"}, overrides)
 
 
 @register_algorithm
@@ -63,7 +39,7 @@ class _SendThenChange(Algorithm):
 
 
 def test_the_receiver_gets_the_row_as_it_was_sent_after_the_network_delay():
-    World(build_run(Scenario.from_dict(tiny({"h100_sxm": 2}, **{"algorithm.name": "test_send_then_change"})))).run()
+    simulate(tiny({"h100_sxm": 2}, **{"algorithm.name": "test_send_then_change"}))
     seen = _SendThenChange.seen
     torch.testing.assert_close(seen["row"], seen["sent"], rtol=0, atol=0)
     assert not torch.equal(seen["row"], seen["live"])  # the sender's row had changed meanwhile

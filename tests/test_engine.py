@@ -14,38 +14,12 @@ from p2psim.algorithms.base import ALGORITHMS
 from p2psim.build import build_run
 from p2psim.engine import World
 from p2psim.metrics import consensus_distance
-from p2psim.scenario import set_dotted
 from p2psim.seeding import stream
-
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
-
+from p2psim.testing import round_number_scenario, simulate
 
 def tiny(peers: dict, **overrides) -> dict:
-    """A least-squares scenario whose durations are round numbers (see LINK and the workload)."""
-    count = sum(peers.values())
-    scenario = {
-        "name": "tiny",
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e6},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "adpsgd", "lr": 0.05},
-        "stop": {"sim_time_s": 19.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(scenario, dotted, value)
-    return scenario
+    """A least-squares scenario whose durations are round numbers (see p2psim.testing)."""
+    return round_number_scenario(peers, {"name": "tiny"}, overrides)
 
 
 TRACE: list[tuple[float, int, str]] = []
@@ -215,8 +189,7 @@ register_algorithm(_CausalGossipOnly)
 def test_causal_gossip_reaches_consensus_and_its_mean_drifts_only_by_overlapping_exchanges():
     data = tiny({"h100_sxm": 8}, **{"algorithm.name": "test_causal_gossip_only", "topology.kind": "ring"})
     data["stop"] = {"sim_time_s": 600.0}
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
+    world = simulate(data)
     algorithm = world.algorithm
     assert consensus_distance(world.params)[0] < 1e-8 * algorithm.initial_distance
     drift = float((world.params.mean(dim=0) - algorithm.initial_mean).norm())
@@ -226,8 +199,7 @@ def test_causal_gossip_reaches_consensus_and_its_mean_drifts_only_by_overlapping
 def test_gossip_without_gradients_preserves_the_mean_and_reaches_consensus():
     data = tiny({"h100_sxm": 8}, **{"algorithm.name": "test_gossip_only", "topology.kind": "ring"})
     data["stop"] = {"sim_time_s": 600.0}
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
+    world = simulate(data)
     algorithm = world.algorithm
     torch.testing.assert_close(world.params.mean(dim=0), algorithm.initial_mean, rtol=0, atol=1e-6)
     assert consensus_distance(world.params)[0] < 1e-8 * algorithm.initial_distance

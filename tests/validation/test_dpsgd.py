@@ -18,37 +18,21 @@ from p2psim.engine import World
 from p2psim.metrics import consensus_distance
 from p2psim.scenario import set_dotted
 from p2psim.topology import mixing_matrix, spectral_gap
+from p2psim.testing import round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 SLOW_STEP_S = 33.5e12 / (6.2e12 * 0.5)  # an RX 580 at fp32 and utilisation 0.5 (the H100 takes 1 s)
 IRREGULAR = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [1, 4]]  # a path with a chord: degrees 1..3
 
 
 def tiny(peers: dict, **overrides) -> dict:
     """Least squares whose durations are round numbers: 1 s a step on an H100; models of 1e3 params (4 kB)."""
-    count = sum(peers.values())
-    data = {
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e3},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "ring"},
-        "algorithm": {"name": "dpsgd", "lr": 0.05},
-        "stop": {"steps": 10 * count},
-        "metrics": {"eval_interval_s": 5.0},
+    defaults = {
+        "workload.params": 1e3,
+        "topology.kind": "ring",
+        "algorithm.name": "dpsgd",
+        "stop": {"steps": 10 * sum(peers.values())},
     }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    return round_number_scenario(peers, defaults, overrides)
 
 
 def _recording(base):
@@ -90,12 +74,6 @@ def _recording(base):
 
 RecordingCTA, GossipCTA = _recording(DPSGD)
 RecordingATC, GossipATC = _recording(ATCDSGD)
-
-
-def simulate(data: dict) -> World:
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
-    return world
 
 
 def quadratic_world(data: dict, b: np.ndarray) -> World:

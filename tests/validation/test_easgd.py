@@ -13,36 +13,20 @@ from p2psim import Scenario
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
 from p2psim.engine import RunSetup, World
-from p2psim.scenario import set_dotted
+from p2psim.testing import round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 
 
 def tiny(workers: int, **overrides) -> dict:
     """A server and `workers` H100s (1 s a step), 50 ms + 4 us messages, least squares."""
-    data = {
+    defaults = {
         "name": "tiny",
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5, "noise": 0.0},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1},
-        "peers": {
-            "devices": {"h100_sxm": workers + 1},
-            "links": {"test_link": workers + 1},
-            "utilisation": {"h100_sxm": 0.5},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
+        "task.noise": 0.0,
+        "workload.params": 1,
         "algorithm": {"name": "easgd", "lr": 0.1},
-        "stop": {"sim_time_s": 20.0},
-        "metrics": {"eval_interval_s": 5.0},
+        "stop.sim_time_s": 20.0,
     }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    return round_number_scenario({"h100_sxm": workers + 1}, defaults, overrides)
 
 
 def quadratic(setup: RunSetup, a: float = 0.5) -> RunSetup:
@@ -106,8 +90,7 @@ def test_a_worker_exchanges_one_model_each_way_every_tau_steps(tau):
     worker has sent ceil(s / tau) models and received as many centres, `model_bytes` each."""
     steps_each, workers = 6, 2
     data = tiny(workers, **{"algorithm.tau": tau, "stop": {"steps": workers * steps_each}})
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
+    world = simulate(data)
     exchanges = -(-steps_each // tau)
     assert world.peer_steps[1:].tolist() == [steps_each] * workers
     model_bytes = world.model_bytes

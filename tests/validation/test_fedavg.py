@@ -12,39 +12,17 @@ from p2psim.algorithms.base import ALGORITHMS
 from p2psim.algorithms.fedavg import FedAvg
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.engine import World
-from p2psim.scenario import set_dotted
 from p2psim.seeding import stream
 from p2psim.validation import validate_scenario
+from p2psim.testing import round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 RX_580_STEP_S = 33.5e12 / (6.2e12 * 0.5)  # the workload's 33.5e12 FLOP a step at 6.2 TFLOPS x 0.5
 
 
 def tiny(peers: dict, **overrides) -> dict:
     """Round-number timings: an H100 step is 1 s, a model 1e5 params x 4 B = 4e5 B, 0.4 s on a link."""
-    count = sum(peers.values())
-    data = {
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e5},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "traced_fedavg", "lr": 0.05},
-        "stop": {"sim_time_s": 20.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    defaults = {"workload.params": 1e5, "algorithm.name": "traced_fedavg", "stop.sim_time_s": 20.0}
+    return round_number_scenario(peers, defaults, overrides)
 
 
 class _Traced(FedAvg):
@@ -70,12 +48,6 @@ class _Traced(FedAvg):
 
 if _Traced.name not in ALGORITHMS:
     register_algorithm(_Traced)
-
-
-def simulate(data: dict) -> World:
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
-    return world
 
 
 def gradient(task, params: torch.Tensor, batch: np.ndarray) -> torch.Tensor:

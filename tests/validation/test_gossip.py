@@ -12,43 +12,19 @@ import torch
 from p2psim import Scenario, run
 from p2psim.algorithms import register_algorithm
 from p2psim.algorithms.gossip import Gossip
-from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.engine import World
 from p2psim.metrics import consensus_distance
 from p2psim.mixing import pairwise_gossip_matrix
-from p2psim.scenario import set_dotted
+from p2psim.testing import LINK, round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 # Next to 1 s steps, a near-instant link: a 4 MB model crosses it in about 3e-8 s.
 INSTANT = {"name": "instant_link", "up_mbps": 1e9, "down_mbps": 1e9, "latency_ms": 1e-6}
 
 
 def tiny(peers: dict, **overrides) -> dict:
     """A least-squares scenario whose durations are round numbers: 1 s a step on an H100, 4e6-byte models."""
-    count = sum(peers.values())
-    scenario = {
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e6},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK, INSTANT]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "gossip_pure", "lr": 0.05},
-        "stop": {"sim_time_s": 19.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(scenario, dotted, value)
-    return scenario
+    defaults = {"network.links": [LINK, INSTANT], "algorithm.name": "gossip_pure"}
+    return round_number_scenario(peers, defaults, overrides)
 
 
 class _PureGossip(Gossip):
@@ -85,12 +61,6 @@ class _PureGossip(Gossip):
 
 
 register_algorithm(_PureGossip)
-
-
-def gossip_world(data: dict) -> World:
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
-    return world
 
 
 def instant(peers: int, seed: int, **overrides) -> dict:
@@ -147,7 +117,7 @@ def check_contraction(kind: str, exchanges: int, windows: int) -> None:
     try:
         data = instant(8, 0, **{"topology": {"kind": "edges", "edges": [list(e) for e in graph.edges()]}})
         data["stop"] = {"steps": exchanges * windows + 8}
-        world = gossip_world(data)
+        world = simulate(data)
     finally:
         _PureGossip.WINDOW = 10**9
     samples = world.algorithm.windows[:windows]
@@ -195,7 +165,7 @@ def test_a_push_moves_the_sum_by_half_the_difference_a_push_pull_keeps_it():
     x1 <- (x0 + x1)/2: the sum changes by (x0 - x1)/2. In a push-pull exchange peer 1 replies with
     the x1 it held and both end at (x0 + x1)/2: the sum is kept."""
     slow = {"algorithm.period": 10}  # peer 0 sends at 10 s, 20 s, ...: one transfer at a time on its uplink
-    push = gossip_world(tiny({"h100_sxm": 1, "rx_580": 1}, **slow, **{"algorithm.mode": "push", "stop.sim_time_s": 14.1}))
+    push = simulate(tiny({"h100_sxm": 1, "rx_580": 1}, **slow, **{"algorithm.mode": "push", "stop.sim_time_s": 14.1}))
     x0, x1 = push.algorithm.initial
     assert len(push.algorithm.after) == 1
     rows = push.algorithm.after[0]
@@ -203,7 +173,7 @@ def test_a_push_moves_the_sum_by_half_the_difference_a_push_pull_keeps_it():
     assert torch.allclose(rows[1], (x0 + x1) / 2, atol=1e-7)
     assert torch.allclose(rows.sum(dim=0) - (x0 + x1), (x0 - x1) / 2, atol=1e-6)
 
-    both = gossip_world(tiny({"h100_sxm": 1, "rx_580": 1}, **slow, **{"algorithm.mode": "push_pull", "stop.sim_time_s": 18.2}))
+    both = simulate(tiny({"h100_sxm": 1, "rx_580": 1}, **slow, **{"algorithm.mode": "push_pull", "stop.sim_time_s": 18.2}))
     x0, x1 = both.algorithm.initial
     kinds_rows = both.algorithm.after
     assert len(kinds_rows) == 1  # the reply, at 18.1 s (the push's merge at 5.05 s is not counted)
@@ -218,7 +188,7 @@ def test_push_only_drifts_the_mean_where_push_pull_keeps_it_over_many_exchanges(
     for mode in ("push", "push_pull"):
         _PureGossip.LIMIT = 200
         data = instant(8, 5, **{"algorithm.mode": mode, "stop": {"steps": 200}})
-        world = gossip_world(data)
+        world = simulate(data)
         initial = world.algorithm.initial.double()
         moved = (world.params.double().mean(dim=0) - initial.mean(dim=0)).norm()
         spread = math.sqrt(consensus_distance(initial)[0])
@@ -253,7 +223,7 @@ def test_age_weighted_merge_of_ages_1_and_3_is_the_hand_computed_weighted_mean()
     expected = torch.tensor([4.0, 1.0, 4.0, 1.0, 4.0])
     for mode, rows in (("push", [expected, torch.tensor([5.0, 2.0, 5.0, 2.0, 5.0])]), ("push_pull", [expected, expected])):
         data = tiny({"h100_sxm": 2}, **{"algorithm.name": "gossip_merged", "algorithm.mode": mode, "algorithm.merge": "age_weighted"})
-        world = gossip_world(data)
+        world = simulate(data)
         assert torch.equal(world.params, torch.stack(rows))
         assert world.algorithm._ages.tolist() == [3, 3]
         assert world.network.bytes_sent.sum() == (1 if mode == "push" else 2) * (4e6 + 8)
@@ -264,9 +234,9 @@ def test_pull_sends_a_64_byte_request_and_merges_the_reply():
     """Pull: a 64-byte request from peer 0 after 10 steps, the 4e6-byte model back: merged at
     10 s + 0.05 + 64e-6 + 0.05 + 4 s = 14.100064 s; nothing has moved just before."""
     data = tiny({"h100_sxm": 1, "rx_580": 1}, **{"algorithm.mode": "pull", "algorithm.period": 10, "stop.sim_time_s": 14.100063})
-    assert gossip_world(data).algorithm.after == []
+    assert simulate(data).algorithm.after == []
     data["stop"]["sim_time_s"] = 14.100065
-    world = gossip_world(data)
+    world = simulate(data)
     x0, x1 = world.algorithm.initial
     assert torch.allclose(world.params[0], (x0 + x1) / 2, atol=1e-7)
     assert torch.equal(world.params[1], x1)

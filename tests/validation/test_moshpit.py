@@ -11,39 +11,16 @@ import torch
 from p2psim import Scenario
 from p2psim.algorithms import register_algorithm
 from p2psim.algorithms.moshpit import Moshpit
-from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.engine import World
 from p2psim.metrics import consensus_distance
-from p2psim.scenario import set_dotted
+from p2psim.testing import round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 
 
 def tiny(peers: int, **overrides) -> dict:
     """Equal H100s whose durations are round numbers: 1 s a step, 4e6-byte models, 1e6 B/s links."""
-    scenario = {
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e6},
-        "peers": {
-            "devices": {"h100_sxm": peers},
-            "links": {"test_link": peers},
-            "utilisation": {"h100_sxm": 0.5},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "moshpit_pure", "lr": 0.05},
-        "stop": {"sim_time_s": 60.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(scenario, dotted, value)
-    return scenario
+    defaults = {"algorithm.name": "moshpit_pure", "stop.sim_time_s": 60.0}
+    return round_number_scenario({"h100_sxm": peers}, defaults, overrides)
 
 
 class _PureMoshpit(Moshpit):
@@ -88,18 +65,12 @@ class _PureMoshpit(Moshpit):
 register_algorithm(_PureMoshpit)
 
 
-def moshpit_world(data: dict) -> World:
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
-    return world
-
-
 @pytest.mark.parametrize("peers, side, dimensions", [(9, 3, 2), (8, 2, 3)])
 def test_grid_averaging_is_exact_after_d_rounds(peers, side, dimensions):
     """Ryabinin et al. 2021, Sec. 3.1: on a d-dimensional grid of side M (n = M^d), averaging
     along coordinate r mod d in round r leaves every peer with the exact global mean after d
     rounds. Checked: every row after round d equals the initial mean to 1e-6, not before."""
-    world = moshpit_world(tiny(peers, **{"algorithm.group_size": side}))
+    world = simulate(tiny(peers, **{"algorithm.group_size": side}))
     algorithm = world.algorithm
     mean = algorithm.initial.mean(dim=0)
     after = algorithm.rows[dimensions]
@@ -111,7 +82,7 @@ def test_grid_averaging_is_exact_after_d_rounds(peers, side, dimensions):
 
 def test_grid_groups_are_the_lines_of_the_grid():
     """Hand-written: on the 3 x 3 grid, round 0 averages rows of the grid, round 1 its columns, round 2 rows again."""
-    groups = moshpit_world(tiny(9, **{"algorithm.group_size": 3})).algorithm.groups
+    groups = simulate(tiny(9, **{"algorithm.group_size": 3})).algorithm.groups
     rows = {(0, 1, 2), (3, 4, 5), (6, 7, 8)}
     assert groups[0] == rows
     assert groups[1] == {(0, 3, 6), (1, 4, 7), (2, 5, 8)}
@@ -130,7 +101,7 @@ def test_an_incomplete_grid_averages_along_its_shorter_lines():
         for members in groups:
             averaging[np.ix_(members, members)] = 1.0 / len(members)
         product = averaging @ product
-    world = moshpit_world(tiny(6, **{"algorithm.group_size": 2}))
+    world = simulate(tiny(6, **{"algorithm.group_size": 2}))
     algorithm = world.algorithm
     assert [algorithm.groups[r] for r in range(3)] == [{g for g in groups if len(g) > 1} for groups in lines]
     expected = torch.from_numpy(product).float() @ algorithm.initial
@@ -148,7 +119,7 @@ def test_random_groups_do_not_average_exactly_in_d_rounds():
     seeds 0-7 the mean of V_2 / V_0 exceeds 1e-2 (the grid: below 1e-12), and most seeds disagree."""
     ratios = []
     for seed in range(8):
-        world = moshpit_world(
+        world = simulate(
             tiny(9, seed=seed, **{"algorithm.group_size": 3, "algorithm.grouping": "random", "stop.sim_time_s": 14.0})
         )
         algorithm = world.algorithm
@@ -168,7 +139,7 @@ def test_random_groups_contract_by_the_closed_form_factor_per_round():
     _PureMoshpit.RESET = True
     try:
         for seed in range(6):
-            world = moshpit_world(
+            world = simulate(
                 tiny(9, seed=seed, **{"algorithm.group_size": 3, "algorithm.grouping": "random", "stop.sim_time_s": 50.0})
             )
             algorithm = world.algorithm
@@ -186,7 +157,7 @@ def test_one_group_all_reduce_takes_the_ring_closed_form(peers, side, local_step
     that, and has sent 2(M - 1) chunks of S/M bytes."""
     ring = 2 * (side - 1) * (0.05 + 4e6 / side / 1e6)
     stop = 2 * (local_steps + ring) + 0.5  # after round 1, before round 2's first chunk
-    world = moshpit_world(tiny(peers, **{"algorithm.group_size": side, "algorithm.local_steps": local_steps, "stop.sim_time_s": stop}))
+    world = simulate(tiny(peers, **{"algorithm.group_size": side, "algorithm.local_steps": local_steps, "stop.sim_time_s": stop}))
     finished = world.algorithm.finished
     assert finished[0] == [pytest.approx(local_steps + ring, abs=1e-9)] * peers
     assert finished[1] == [pytest.approx(2 * (local_steps + ring), abs=1e-9)] * peers
@@ -204,7 +175,7 @@ def test_moshpit_with_one_group_of_all_peers_is_synchronous_data_parallel_sgd():
         changes = {"algorithm.name": name, "algorithm.lr": 0.1, "stop": {"sim_time_s": 5 * round_s + 0.5}}
         if name == "moshpit":
             changes["algorithm.group_size"] = 4
-        runs[name] = moshpit_world(tiny(4, **changes))
+        runs[name] = simulate(tiny(4, **changes))
     assert runs["moshpit"].steps == runs["allreduce"].steps == 20
     assert torch.allclose(runs["moshpit"].params, runs["allreduce"].params, atol=1e-6)
     assert float((runs["moshpit"].params - runs["allreduce"].setup.task.initial_params).abs().max()) > 1e-2

@@ -18,39 +18,16 @@ from p2psim.algorithms.sync_ps import SyncPS
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
 from p2psim.engine import RunSetup, World
-from p2psim.scenario import set_dotted
+from p2psim.testing import round_number_scenario, simulate
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 LATENCY_S = 0.05
 MODEL_BYTES = 4.0  # the workload declares one fp32 parameter: transfers take 4e-6 s, latency dominates
 
 
 def tiny(peers: dict, **overrides) -> dict:
     """Least squares whose durations are round numbers: an H100 step takes 1 s, a message 50 ms + 4 us."""
-    count = sum(peers.values())
-    data = {
-        "name": "tiny",
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK]},
-        "topology": {"kind": "complete"},
-        "algorithm": {"name": "sync_ps", "lr": 0.05},
-        "stop": {"sim_time_s": 20.0},
-        "metrics": {"eval_interval_s": 5.0},
-    }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    defaults = {"name": "tiny", "workload.params": 1, "algorithm.name": "sync_ps", "stop.sim_time_s": 20.0}
+    return round_number_scenario(peers, defaults, overrides)
 
 
 def quadratic(setup: RunSetup, a: float = 0.5) -> RunSetup:
@@ -197,8 +174,7 @@ def test_a_round_with_backup_workers_takes_the_kth_fastest_workers_time(devices,
     per t_slow, never applied."""
     data = tiny(devices, **{"algorithm.name": "validation_timed_sync_ps", "algorithm.backup_workers": backups})
     data["stop"] = {"sim_time_s": 60.0}
-    world = World(build_run(Scenario.from_dict(data)))
-    world.run()
+    world = simulate(data)
     algorithm = world.algorithm
     workers = algorithm.workers
     k = len(workers) - backups

@@ -16,38 +16,22 @@ from p2psim.algorithms.sgp import SGP
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
 from p2psim.engine import World
-from p2psim.scenario import set_dotted
+from p2psim.testing import LINK, round_number_scenario
 
-# A link of exactly 1e6 bytes/s each way with 25 ms access latency at each end: 50 ms one way.
-LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
 FAR_LINK = {"name": "far_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 500.0}  # 1 s one way
 MODEL_BYTES = 4e3  # 1e3 parameters x 4 B
 
 
 def tiny(peers: dict, **overrides) -> dict:
     """Least squares whose durations are round numbers: 1 s a step on an H100; models of 1e3 params (4 kB)."""
-    count = sum(peers.values())
-    data = {
-        "seed": 3,
-        "task": {"name": "least_squares", "n_samples": 400, "n_features": 5},
-        "data": {"batch_size": 4},
-        # 4 samples x 8.375e12 = 33.5e12 FLOP a step: 1 s on an H100 at fp32 (67 TFLOPS) and utilisation 0.5.
-        "workload": {"name": "round numbers", "flops_per_sample": 8.375e12, "params": 1e3},
-        "peers": {
-            "devices": peers,
-            "links": {"test_link": count},
-            "utilisation": {name: 0.5 for name in peers},
-            "step_overhead_s": 0.0,
-        },
-        "network": {"links": [LINK, FAR_LINK]},
-        "topology": {"kind": "ring"},
-        "algorithm": {"name": "sgp", "lr": 0.05},
-        "stop": {"steps": 10 * count},
-        "metrics": {"eval_interval_s": 5.0},
+    defaults = {
+        "workload.params": 1e3,
+        "network.links": [LINK, FAR_LINK],
+        "topology.kind": "ring",
+        "algorithm.name": "sgp",
+        "stop": {"steps": 10 * sum(peers.values())},
     }
-    for dotted, value in overrides.items():
-        set_dotted(data, dotted, value)
-    return data
+    return round_number_scenario(peers, defaults, overrides)
 
 
 def _register(cls):
