@@ -48,8 +48,8 @@ def real_module(task: TaskData, flat: torch.Tensor) -> torch.nn.Module:
     return module
 
 
-def test_registry_holds_the_three_tasks():
-    assert set(TASKS) == {"least_squares", "logistic", "digits_mlp"}
+def test_registry_holds_the_shipped_tasks():
+    assert set(TASKS) == {"least_squares", "logistic", "digits_mlp", "transformer_lm", "cnn"}
     assert all(issubclass(cls, Task) for cls in TASKS.values())
 
 
