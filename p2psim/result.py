@@ -176,9 +176,9 @@ class Result:
             lines.append(text + recorded)
             if "time_ratio_at_equal_samples" in entry:
                 lines.append(
-                    f"{'':>18}p2p against this run at equal samples: {entry['time_ratio_at_equal_samples']:.3g}x the time per sample, "
-                    f"{_ratio(entry['bytes_ratio_at_equal_samples'])} the bytes per sample, "
-                    f"{metric} {entry['gap_at_equal_samples']:+.4f}"
+                    f"{'':>18}p2p against this run at equal samples: {_ratio(entry['time_ratio_at_equal_samples'])} the time per sample, "
+                    + (f"{_ratio(entry['bytes_ratio_at_equal_samples'])} the bytes per sample, " if entry["bytes_per_sample"] else "")
+                    + f"{metric} {entry['gap_at_equal_samples']:+.4f}"
                 )
             if target is not None:
                 lines.append(f"{'':>18}t(acc>={target:g}){mark}={_duration(entry['time_to_target_s'])}" + _crossing(entry, mark))
@@ -188,7 +188,7 @@ class Result:
             lines.append(f"p2p run diverged at t={facts['diverged_at_s']:.6g} s, peers {facts['diverged_peers']}")
         if mark and target is not None:
             lines.append(
-                f"* every figure to acc>={target:g} (times, and the bills') = task '{self.scenario.task.name}''s samples to it x the "
+                f"* every figure to acc>={target:g} (times, and the bills') = task {self.scenario.task.name}'s samples to it x the "
                 "declared workload's cost per sample: it assumes the large model learns as fast per sample as the small task; "
                 "the figures per sample and at equal samples assume nothing of the kind"
             )

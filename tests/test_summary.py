@@ -65,7 +65,7 @@ def test_time_to_target_is_flagged_as_resting_on_the_workload_and_per_sample_fig
     assert "p2p needs 600x its time*" in text
     assert "at 1 s p2p had acc=0.100 (record t=0 s)" in text
     assert "at 10 min this run had acc=0.960 (ended; final record t=2 s)" in text
-    assert lines[-1].startswith("* every figure to acc>=0.9") and "task 'digits_mlp'" in lines[-1]
+    assert lines[-1].startswith("* every figure to acc>=0.9") and "task digits_mlp's" in lines[-1]
     p2p = lines[1]
     assert p2p.index("0.3 s/sample") < p2p.index("1 MB/sample") < p2p.index("acc=0.950")
     assert "300x the time per sample" in text
