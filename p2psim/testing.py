@@ -8,14 +8,18 @@ Timings follow by hand: a step is 4 samples x 8.375e12 FLOP = 33.5e12 FLOP, 1 s 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 from p2psim.build import build_run
-from p2psim.engine import World
+from p2psim.engine import RunSetup, World
 from p2psim.scenario import Scenario, set_dotted
 
-__all__ = ["LINK", "round_number_scenario", "simulate"]
+__all__ = ["LINK", "quadratic", "quadratic_world", "round_number_scenario", "simulate"]
 
 # 8 Mbit/s = exactly 1e6 bytes/s each way, and 25 ms access latency at each end: 50 ms one way.
 LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
@@ -55,3 +59,36 @@ def simulate(data: dict) -> World:
     world = World(build_run(Scenario.from_dict(data)))
     world.run()
     return world
+
+
+def quadratic(setup: RunSetup, a: float = 0.5) -> RunSetup:
+    """The same run on f(w) = h w^2 / 2 with h = a^2: least squares whose every sample is x = a, y = 0.
+
+    Every batch then has the same gradient h w, so the run is deterministic and 1-D theory applies.
+    """
+    task = setup.task
+    quadratic_task = dataclasses.replace(
+        task,
+        x_train=torch.full_like(task.x_train, a),
+        y_train=torch.zeros_like(task.y_train),
+        x_eval=torch.full_like(task.x_eval, a),
+        y_eval=torch.zeros_like(task.y_eval),
+        optimum_loss=0.0,
+    )
+    return dataclasses.replace(setup, task=quadratic_task)
+
+
+def quadratic_world(data: dict, b: np.ndarray) -> World:
+    """Peer i holds f_i(x) = (x - b_i)^2 / 2: least squares in one feature, one sample (x=1, y=b_i) per peer.
+
+    Every batch repeats that sample, so each gradient is exactly x - b_i (deterministic, full batch).
+    """
+    setup = build_run(Scenario.from_dict(data))
+    n = len(b)
+    ones, targets = torch.ones(n, 1), torch.as_tensor(b, dtype=torch.float32)
+    setup.task = dataclasses.replace(
+        setup.task, x_train=ones, y_train=targets, x_eval=ones, y_eval=targets,
+        initial_params=torch.zeros(1), optimum_loss=None,
+    )
+    setup.partitions = [np.array([i]) for i in range(n)]
+    return World(setup)

@@ -11,6 +11,7 @@ from p2psim.build import build_run
 from p2psim.engine import World
 from p2psim.testing import round_number_scenario, simulate
 
+
 def tiny(peers: dict, **overrides) -> dict:
     """Least squares with round-number timings: an H100 step is 1 s; a 1e6-param model is 4 s on the wire."""
     return round_number_scenario(peers, {"name": "causality"}, overrides)

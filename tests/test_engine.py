@@ -17,6 +17,7 @@ from p2psim.metrics import consensus_distance
 from p2psim.seeding import stream
 from p2psim.testing import round_number_scenario, simulate
 
+
 def tiny(peers: dict, **overrides) -> dict:
     """A least-squares scenario whose durations are round numbers (see p2psim.testing)."""
     return round_number_scenario(peers, {"name": "tiny"}, overrides)
@@ -146,44 +147,30 @@ def test_batched_and_one_at_a_time_evaluation_give_the_same_history_and_event_or
     np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)
 
 
-class _GossipOnly(ADPSGDIdealised):
-    """Idealised AD-PSGD without the gradient step: atomic pairwise gossip from random starting rows."""
+def _gossip_only(base, name: str) -> None:
+    """Register `base` without the gradient step as `name`: pairwise gossip from random starting rows."""
 
-    name = "test_gossip_only"
-    config_class = type("GossipOnlyConfig", (ADPSGDIdealised.config_class,), {})
+    class GossipOnly(base):
+        """AD-PSGD's exchanges without the gradient step, from random starting rows."""
 
-    def start(self):
-        generator = torch.Generator().manual_seed(0)
-        self.world.params.copy_(torch.randn(self.world.params.shape, generator=generator))
-        self.initial_mean = self.world.params.mean(dim=0).clone()
-        self.initial_distance = consensus_distance(self.world.params)[0]
-        super().start()
+        config_class = type(f"{base.__name__}GossipOnlyConfig", (base.config_class,), {})
 
-    def _apply(self, job):
-        self.world.consume(job)
+        def start(self):
+            generator = torch.Generator().manual_seed(0)
+            self.world.params.copy_(torch.randn(self.world.params.shape, generator=generator))
+            self.initial_mean = self.world.params.mean(dim=0).clone()
+            self.initial_distance = consensus_distance(self.world.params)[0]
+            super().start()
 
+        def _apply(self, job):
+            self.world.consume(job)
 
-register_algorithm(_GossipOnly)
-
-
-class _CausalGossipOnly(ADPSGD):
-    """Causal AD-PSGD without the gradient step."""
-
-    name = "test_causal_gossip_only"
-    config_class = type("CausalGossipOnlyConfig", (ADPSGD.config_class,), {})
-
-    def start(self):
-        generator = torch.Generator().manual_seed(0)
-        self.world.params.copy_(torch.randn(self.world.params.shape, generator=generator))
-        self.initial_mean = self.world.params.mean(dim=0).clone()
-        self.initial_distance = consensus_distance(self.world.params)[0]
-        super().start()
-
-    def _apply(self, job):
-        self.world.consume(job)
+    GossipOnly.name = name
+    register_algorithm(GossipOnly)
 
 
-register_algorithm(_CausalGossipOnly)
+_gossip_only(ADPSGDIdealised, "test_gossip_only")  # atomic exchanges
+_gossip_only(ADPSGD, "test_causal_gossip_only")  # causal exchanges
 
 
 def test_causal_gossip_reaches_consensus_and_its_mean_drifts_only_by_overlapping_exchanges():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import networkx as nx
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from p2psim.engine import World
 from p2psim.metrics import consensus_distance
 from p2psim.scenario import set_dotted
 from p2psim.topology import mixing_matrix, spectral_gap
-from p2psim.testing import round_number_scenario, simulate
+from p2psim.testing import quadratic_world, round_number_scenario, simulate
 
 SLOW_STEP_S = 33.5e12 / (6.2e12 * 0.5)  # an RX 580 at fp32 and utilisation 0.5 (the H100 takes 1 s)
 IRREGULAR = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [1, 4]]  # a path with a chord: degrees 1..3
@@ -74,22 +72,6 @@ def _recording(base):
 
 RecordingCTA, GossipCTA = _recording(DPSGD)
 RecordingATC, GossipATC = _recording(ATCDSGD)
-
-
-def quadratic_world(data: dict, b: np.ndarray) -> World:
-    """Peer i holds f_i(x) = (x - b_i)^2 / 2: least squares in one feature, one sample (x=1, y=b_i) per peer.
-
-    Every batch repeats that sample, so each gradient is exactly x - b_i (deterministic, full batch).
-    """
-    setup = build_run(Scenario.from_dict(data))
-    n = len(b)
-    ones, targets = torch.ones(n, 1), torch.as_tensor(b, dtype=torch.float32)
-    setup.task = dataclasses.replace(
-        setup.task, x_train=ones, y_train=targets, x_eval=ones, y_eval=targets,
-        initial_params=torch.zeros(1), optimum_loss=None,
-    )
-    setup.partitions = [np.array([i]) for i in range(n)]
-    return World(setup)
 
 
 def quadratic(algorithm: str, lr: float, rounds: int, edges=IRREGULAR) -> dict:

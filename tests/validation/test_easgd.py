@@ -3,8 +3,6 @@ by hand, convergence of the centre and the workers, and what goes on the wire ev
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -12,9 +10,8 @@ import torch
 from p2psim import Scenario
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.engine import RunSetup, World
-from p2psim.testing import round_number_scenario, simulate
-
+from p2psim.engine import World
+from p2psim.testing import quadratic, round_number_scenario, simulate
 
 
 def tiny(workers: int, **overrides) -> dict:
@@ -27,20 +24,6 @@ def tiny(workers: int, **overrides) -> dict:
         "stop.sim_time_s": 20.0,
     }
     return round_number_scenario({"h100_sxm": workers + 1}, defaults, overrides)
-
-
-def quadratic(setup: RunSetup, a: float = 0.5) -> RunSetup:
-    """The same run on f(w) = h w^2 / 2, h = a^2: least squares whose every sample is x = a, y = 0."""
-    task = setup.task
-    quadratic_task = dataclasses.replace(
-        task,
-        x_train=torch.full_like(task.x_train, a),
-        y_train=torch.zeros_like(task.y_train),
-        x_eval=torch.full_like(task.x_eval, a),
-        y_eval=torch.zeros_like(task.y_eval),
-        optimum_loss=0.0,
-    )
-    return dataclasses.replace(setup, task=quadratic_task)
 
 
 def test_one_elastic_exchange_by_hand():

@@ -16,7 +16,6 @@ from p2psim.metrics import consensus_distance
 from p2psim.testing import round_number_scenario, simulate
 
 
-
 def tiny(peers: int, **overrides) -> dict:
     """Equal H100s whose durations are round numbers: 1 s a step, 4e6-byte models, 1e6 B/s links."""
     defaults = {"algorithm.name": "moshpit_pure", "stop.sim_time_s": 60.0}

@@ -3,7 +3,6 @@ checked against exact equivalences, closed-form timings and the stability limit 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 
@@ -17,8 +16,8 @@ from p2psim.algorithms.async_ps import MEAN_SQUARE_EPS, AsyncPS
 from p2psim.algorithms.sync_ps import SyncPS
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.engine import RunSetup, World
-from p2psim.testing import round_number_scenario, simulate
+from p2psim.engine import World
+from p2psim.testing import quadratic, round_number_scenario, simulate
 
 LATENCY_S = 0.05
 MODEL_BYTES = 4.0  # the workload declares one fp32 parameter: transfers take 4e-6 s, latency dominates
@@ -28,23 +27,6 @@ def tiny(peers: dict, **overrides) -> dict:
     """Least squares whose durations are round numbers: an H100 step takes 1 s, a message 50 ms + 4 us."""
     defaults = {"name": "tiny", "workload.params": 1, "algorithm.name": "sync_ps", "stop.sim_time_s": 20.0}
     return round_number_scenario(peers, defaults, overrides)
-
-
-def quadratic(setup: RunSetup, a: float = 0.5) -> RunSetup:
-    """The same run on f(w) = h w^2 / 2 with h = a^2: least squares whose every sample is x = a, y = 0.
-
-    Every batch then has the same gradient h w, so the run is deterministic and 1-D theory applies.
-    """
-    task = setup.task
-    quadratic_task = dataclasses.replace(
-        task,
-        x_train=torch.full_like(task.x_train, a),
-        y_train=torch.zeros_like(task.y_train),
-        x_eval=torch.full_like(task.x_eval, a),
-        y_eval=torch.zeros_like(task.y_eval),
-        optimum_loss=0.0,
-    )
-    return dataclasses.replace(setup, task=quadratic_task)
 
 
 def scripted(world: World, batch_of) -> World:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from p2psim.algorithms.sgp import SGP
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
 from p2psim.engine import World
-from p2psim.testing import LINK, round_number_scenario
+from p2psim.testing import LINK, quadratic_world, round_number_scenario
 
 FAR_LINK = {"name": "far_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 500.0}  # 1 s one way
 MODEL_BYTES = 4e3  # 1e3 parameters x 4 B
@@ -217,19 +215,6 @@ def test_overlap_hides_latency_as_the_max_plus_recursion_says(tau):
         window = np.asarray(times[tau + 4:]) - np.asarray(times[3:-(tau + 1)])
         assert len(window) >= 3
         assert window == pytest.approx(np.full(len(window), (tau + 1) * period), abs=1e-9)
-
-
-def quadratic_world(data: dict, b: np.ndarray) -> World:
-    """Peer i holds f_i(x) = (x - b_i)^2 / 2: least squares in one feature, one sample (x=1, y=b_i) per peer."""
-    setup = build_run(Scenario.from_dict(data))
-    n = len(b)
-    ones, targets = torch.ones(n, 1), torch.as_tensor(b, dtype=torch.float32)
-    setup.task = dataclasses.replace(
-        setup.task, x_train=ones, y_train=targets, x_eval=ones, y_eval=targets,
-        initial_params=torch.zeros(1), optimum_loss=None,
-    )
-    setup.partitions = [np.array([i]) for i in range(n)]
-    return World(setup)
 
 
 def test_sgp_diverges_beyond_lr_two_on_the_exponential_graph():
