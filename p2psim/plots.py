@@ -34,10 +34,10 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
         style = {"color": f"C{number}", "marker": ".", "markersize": 4}
         style.update({"linewidth": 2.2} if run == MAIN_RUN else {"linestyle": "--", "linewidth": 1.6})
         name = f"p2p: averaged model ({result.manifest['runs'][run]['status']})" if run == MAIN_RUN else run
-        left.plot(rows["time_s"] / scale, rows[metric], label=name, **style)
+        _plot_records(left, rows, metric, scale, label=name, **style)
         if run == MAIN_RUN:
-            left.plot(rows["time_s"] / scale, rows[f"peers_{metric}"], label="p2p: mean of peers' own models",
-                      color="C7", linewidth=1.0, marker=".", markersize=3)
+            _plot_records(left, rows, f"peers_{metric}", scale, label="p2p: mean of peers' own models",
+                          color="C7", linewidth=1.0, marker=".", markersize=3)
     left.set_xscale("symlog", linthresh=1.0 / scale)  # linear below one simulated second
     left.set_xlabel(label + " (symlog; dots: recorded ticks)")
     left.set_ylabel(f"{metric} (held-out set)")  # of both p2p models drawn, and of the baselines
@@ -57,6 +57,14 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
     title = f"{result.scenario.name}: {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
     figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
     return figure
+
+
+def _plot_records(axis: plt.Axes, rows, column: str, scale: float, **style) -> None:
+    """Records joined by a line from the first one after t = 0; the t = 0 record alone (no line across a log axis's decades)."""
+    start, later = rows[rows["time_s"] == 0], rows[rows["time_s"] > 0]
+    axis.plot(later["time_s"] / scale, later[column], **style)
+    marker = {k: v for k, v in style.items() if k in ("color", "marker", "markersize")}
+    axis.plot(start["time_s"] / scale, start[column], linestyle="none", **marker)
 
 
 def figure_name(metric: str | None = None) -> str:

@@ -52,3 +52,10 @@ def test_plot_with_a_metric_writes_its_own_file(tmp_path):
     assert (folder / "figure-loss.png").exists()
     assert (folder / "figure.png").read_bytes() == before
     assert figure_name() == "figure.png" and figure_name("loss") == "figure-loss.png"
+
+
+def test_no_line_joins_the_start_to_the_first_record_across_the_log_axis():
+    left = figure_for(hand_made()).axes[0]
+    p2p = next(line for line in left.get_lines() if line.get_label() == "p2p: averaged model (finished)")
+    assert p2p.get_xdata().tolist() == [300.0 / 60, 600.0 / 60]  # minutes; t = 0 is drawn as a lone dot
+    assert any(line.get_linestyle() == "None" and line.get_xdata().tolist() == [0.0] for line in left.get_lines())
