@@ -18,8 +18,9 @@ import torch
 from p2psim.build import build_run
 from p2psim.engine import RunSetup, World
 from p2psim.scenario import Scenario, set_dotted
+from p2psim.tasks.base import TaskData
 
-__all__ = ["LINK", "quadratic", "quadratic_world", "round_number_scenario", "simulate"]
+__all__ = ["LINK", "gradient", "quadratic", "quadratic_world", "round_number_scenario", "simulate"]
 
 # 8 Mbit/s = exactly 1e6 bytes/s each way, and 25 ms access latency at each end: 50 ms one way.
 LINK = {"name": "test_link", "up_mbps": 8.0, "down_mbps": 8.0, "latency_ms": 25.0}
@@ -92,3 +93,11 @@ def quadratic_world(data: dict, b: np.ndarray) -> World:
     )
     setup.partitions = [np.array([i]) for i in range(n)]
     return World(setup)
+
+
+def gradient(task: TaskData, params: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
+    """The mini-batch gradient at `params`, by autograd, independently of the engine's vmap."""
+    index = torch.from_numpy(batch)
+    flat = params.clone().requires_grad_(True)
+    out = torch.func.functional_call(task.model, task.unflatten(flat), (task.x_train[index],))
+    return torch.autograd.grad(task.loss(out, task.y_train[index]), flat)[0]

@@ -12,7 +12,7 @@ from p2psim.algorithms.base import ALGORITHMS
 from p2psim.algorithms.diloco import DiLoCo, DiLoCoAsync
 from p2psim.build import build_run
 from p2psim.config import ScenarioError
-from p2psim.testing import round_number_scenario, simulate
+from p2psim.testing import gradient, round_number_scenario, simulate
 
 RX_580_STEP_S = 33.5e12 / (6.2e12 * 0.5)  # the workload's 33.5e12 FLOP a step at 6.2 TFLOPS x 0.5
 
@@ -59,14 +59,6 @@ def _traced(base):
 
 _traced(DiLoCo)
 _traced(DiLoCoAsync)
-
-
-def gradient(task, params: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
-    """The mini-batch gradient at `params`, by autograd, independently of the engine's vmap."""
-    index = torch.from_numpy(batch)
-    flat = params.clone().requires_grad_(True)
-    out = torch.func.functional_call(task.model, task.unflatten(flat), (task.x_train[index],))
-    return torch.autograd.grad(task.loss(out, task.y_train[index]), flat)[0]
 
 
 def eval_loss(task, params: torch.Tensor) -> float:

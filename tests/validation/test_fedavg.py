@@ -14,7 +14,7 @@ from p2psim.build import build_run
 from p2psim.config import ScenarioError
 from p2psim.seeding import stream
 from p2psim.validation import validate_scenario
-from p2psim.testing import round_number_scenario, simulate
+from p2psim.testing import gradient, round_number_scenario, simulate
 
 RX_580_STEP_S = 33.5e12 / (6.2e12 * 0.5)  # the workload's 33.5e12 FLOP a step at 6.2 TFLOPS x 0.5
 
@@ -48,14 +48,6 @@ class _Traced(FedAvg):
 
 if _Traced.name not in ALGORITHMS:
     register_algorithm(_Traced)
-
-
-def gradient(task, params: torch.Tensor, batch: np.ndarray) -> torch.Tensor:
-    """The mini-batch gradient at `params`, by autograd, independently of the engine's vmap."""
-    index = torch.from_numpy(batch)
-    flat = params.clone().requires_grad_(True)
-    out = torch.func.functional_call(task.model, task.unflatten(flat), (task.x_train[index],))
-    return torch.autograd.grad(task.loss(out, task.y_train[index]), flat)[0]
 
 
 def train_loss(task, params: torch.Tensor) -> float:
