@@ -3,8 +3,10 @@
     python experiments/compare_algorithms.py                 # 5 seeds, both worlds, 2 worker processes
     python experiments/compare_algorithms.py --smoke         # 1 seed, a tiny sample budget (the tests run this)
 
-Writes to `results/compare_algorithms/` (or `--out`): `history.csv` (every recorded tick of
-every run), `table.csv` and `table.md` (time, bytes and samples to the target accuracy, median
+Writes to `results/compare_algorithms/` (or `--out`): `runs/<world>-<algorithm>-<seed>.csv` as
+each run finishes (a restarted comparison skips those, so an interrupted one loses nothing
+finished; jobs go seed by seed, so complete seeds come first), `history.csv` (every recorded
+tick of every run), `table.csv` and `table.md` (time, bytes and samples to the target accuracy, median
 and range over seeds, with the centralized baselines) and `figure.pdf` / `figure.png`
 (accuracy against simulated time and against bytes sent, consensus distance against time;
 one thin line per seed, never averaged across runs). "To target" is the first recorded tick
@@ -65,17 +67,22 @@ def scenario_for(world: str, algorithm: str, seed: int, smoke: bool):
     return p2psim.load_scenario(QUICKSTART, overrides)
 
 
-def run_one(job: tuple[str, str, int, bool]) -> pd.DataFrame:
-    """One run's history with its world, algorithm and seed as columns (baselines with `BASELINES_WITH`)."""
+def run_one(job: tuple[str, str, int, bool, Path]) -> Path:
+    """One run's history, with its world, algorithm and seed as columns, written to its own CSV."""
     import p2psim
 
-    world, algorithm, seed, smoke = job
+    world, algorithm, seed, smoke, path = job
+    if path.exists():
+        return path
     result = p2psim.run(scenario_for(world, algorithm, seed, smoke), baselines=algorithm == BASELINES_WITH)
     history = result.history.copy()
     history["algorithm"] = history["run"].where(history["run"] != "p2p", algorithm)
     history["world"], history["seed"] = world, seed
     history["status"] = history["run"].map(lambda run: result.manifest["runs"][run]["status"])
-    return history.drop(columns="run")
+    partial = path.with_suffix(".partial")
+    history.drop(columns="run").to_csv(partial, index=False)
+    partial.rename(path)  # a killed run leaves no CSV that looks finished
+    return path
 
 
 def first_reaching(rows: pd.DataFrame, target: float) -> pd.Series | None:
@@ -177,21 +184,30 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--smoke", action="store_true", help="one seed, 2048 samples: a check that everything runs")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "compare_algorithms")
+    parser.add_argument("--algorithms", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args(argv)
     seeds = 1 if args.smoke else args.seeds
-    jobs = [(world, algorithm, seed, args.smoke) for world in WORLDS for algorithm in SETTINGS for seed in range(seeds)]
+    runs = args.out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (world, algorithm, seed, args.smoke, runs / f"{world}-{algorithm}-{seed}.csv")
+        for seed in range(seeds)
+        for world in WORLDS
+        for algorithm in args.algorithms
+    ]
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
-            histories = list(pool.map(run_one, jobs))
+            paths = list(pool.map(run_one, jobs))
     else:
-        histories = [run_one(job) for job in jobs]
-    history = pd.concat(histories, ignore_index=True)
+        paths = [run_one(job) for job in jobs]
+    history = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
     target = scenario_for("home", BASELINES_WITH, 0, args.smoke).metrics.target_accuracy
-    args.out.mkdir(parents=True, exist_ok=True)
     history.to_csv(args.out / "history.csv", index=False)
     table = summary_table(history, target)
     table.to_csv(args.out / "table.csv", index=False)
     command = "python experiments/compare_algorithms.py" + (" --smoke" if args.smoke else f" --seeds {seeds}")
+    if args.algorithms != list(SETTINGS):
+        command += " --algorithms " + " ".join(args.algorithms)
     (args.out / "table.md").write_text(f"Regenerate: `{command}`\n\n" + markdown(table, target))
     draw(history, args.out / "figure")
     return args.out
