@@ -208,7 +208,7 @@ def test_bad_options_fail_naming_the_field(make, field):
     assert error.value.field == field
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(SMALL))  # transformer_lm and cnn: tests/test_tasks_lm_cnn.py
 def test_sizes_by_arithmetic_match_the_build(name):
     task = SMALL[name]
     sizes, built = task.sizes(), task.build(0)

@@ -76,7 +76,7 @@ def transformer_param_count(layers: int, width: int, context: int, vocab: int = 
 
 
 class CausalSelfAttention(torch.nn.Module):
-    """Multi-head attention of each position over itself and earlier ones; the mask is built per call."""
+    """Multi-head attention of each position over itself and earlier ones (softmax(q k^T / sqrt(d_head)) v)."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -87,11 +87,12 @@ class CausalSelfAttention(torch.nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         batch, length, width = h.shape
         q, k, v = self.qkv(h).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(width // self.heads)
-        # built from the input's device, not a buffer: the template lives on "meta" and functional_call passes params only
-        future = torch.ones(length, length, dtype=torch.bool, device=h.device).triu(1)
-        weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(batch, length, width))
+        # the causal mask is built from the input's device, not kept as a buffer: the template lives on "meta"
+        # and functional_call passes parameters only; explicit ops, not scaled_dot_product_attention, whose
+        # CPU kernel has no vmap batching rule (torch 2.13) and would loop over the peers' rows
+        future = torch.full((length, length), float("-inf"), device=h.device).triu(1)
+        attended = (q @ k.transpose(-2, -1) / math.sqrt(width // self.heads) + future).softmax(dim=-1) @ v
+        return self.proj(attended.transpose(1, 2).reshape(batch, length, width))
 
 
 class Block(torch.nn.Module):
@@ -168,11 +169,11 @@ class TransformerLM(Task):
     name = "transformer_lm"
 
     layers: int = bounded(2, low=1, high=64)
-    width: int = bounded(128, low=1, high=8192)
+    width: int = bounded(32, low=1, high=8192)  # defaults: a 43k-parameter model that trains in seconds
     heads: int = bounded(4, low=1, high=8192)  # must divide width
-    context: int = bounded(64, low=2, high=8192)  # bytes a position may attend to; the length of a sample
+    context: int = bounded(32, low=2, high=8192)  # bytes a position may attend to; the length of a sample
     corpus: str = ""  # path of a text file; empty: the standard-library sources (STDLIB_MODULES)
-    corpus_bytes: int = bounded(200_000, low=16, high=2**31)  # the corpus's first bytes used (all, if fewer)
+    corpus_bytes: int = bounded(20_000, low=16, high=2**31)  # the corpus's first bytes used (all, if fewer)
     eval_fraction: float = bounded(0.1, low=0, high=1, low_open=True, high_open=True)
 
     def __post_init__(self) -> None:
