@@ -12,7 +12,7 @@ from p2psim import Scenario, ScenarioError, run
 from p2psim.algorithms.base import IMPLEMENTATIONS, algorithm_catalogue
 from p2psim.scenario import set_dotted
 
-ALGORITHM_NAMES = sorted(name for name in IMPLEMENTATIONS if not name.startswith(("test_", "traced_", "validation_")))
+ALGORITHM_NAMES = sorted(name for name, cls in IMPLEMENTATIONS.items() if cls.__module__.startswith("p2psim.algorithms"))
 
 
 # Settings that let a short run complete its first rounds (DiLoCo's default is the paper's 500 inner steps).
