@@ -9,7 +9,8 @@ finished; jobs go seed by seed, so complete seeds come first), `history.csv` (ev
 tick of every run), `table.csv` and `table.md` (time, bytes and samples to the target accuracy, median
 and range over seeds, with the centralized baselines) and `figure.pdf` / `figure.png`
 (accuracy against simulated time and against bytes sent, consensus distance against time;
-one thin line per seed, never averaged across runs). "To target" is the first recorded tick
+one thin line per seed, never averaged across runs; lines join recorded ticks only, the t = 0
+record is a dot). "To target" is the first recorded tick
 at which the evaluated model's held-out accuracy reaches the target: its resolution is the
 recording interval, and a run that never reaches it is counted as such, not extrapolated.
 """
@@ -154,8 +155,12 @@ def draw(history: pd.DataFrame, path: Path) -> None:
             baseline = algorithm not in SETTINGS
             style = {"color": colours[algorithm], "linewidth": 0.9, "linestyle": "--" if baseline else "-"}
             label = algorithm if seed == history["seed"].min() else None
-            left.plot(rows["time_s"], rows["accuracy"], label=label, **style)
-            middle.plot(rows["bytes_sent"] / 1e9, rows["accuracy"], **style)
+            start, later = rows[rows["time_s"] == 0], rows[rows["time_s"] > 0]
+            # the t = 0 record is a lone dot: no line is drawn across the gap to the first recorded tick
+            lone = {"marker": "o"} if len(later) == 1 else {}  # a run recorded once after t = 0 (it ended first)
+            left.plot(later["time_s"], later["accuracy"], label=label, **style, **lone)
+            left.plot(start["time_s"], start["accuracy"], marker=".", linestyle="none", color=style["color"])
+            middle.plot(later["bytes_sent"] / 1e9, later["accuracy"], **style, **lone)
             positive = rows[rows["consensus_distance"] > 0]
             if not baseline and len(positive):
                 right.plot(positive["time_s"], positive["consensus_distance"], **style)
