@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import p2psim
 from p2psim import Scenario, ScenarioError
-from p2psim.algorithms import ALGORITHMS
+from p2psim.algorithms import ALGORITHMS, IMPLEMENTATIONS
 from p2psim.hardware import load_devices
 from p2psim.links import load_link_profiles, load_regions
 from p2psim.tasks import TASKS
@@ -92,7 +92,8 @@ def _mix(draw: st.DrawFn, names: list[str], n: int) -> dict:
 @st.composite
 def algorithm_tables(draw: st.DrawFn) -> dict:
     """Any registered algorithm: lr, and its own fields drawn within their ranges or left at their defaults."""
-    name = draw(st.sampled_from(sorted(ALGORITHMS)))
+    # the library's algorithms, not those other test modules register for their own checks
+    name = draw(st.sampled_from(sorted(n for n, cls in IMPLEMENTATIONS.items() if cls.__module__.startswith("p2psim."))))
     table: dict[str, Any] = {"name": name, "lr": draw(st.floats(1e-6, 1e6))}
     for f in dataclasses.fields(ALGORITHMS[name]):
         limits = f.metadata.get("range")
@@ -258,13 +259,14 @@ def _shown(value: Any) -> bool:
 
 
 PROPERTY = dict(database=None, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+FIXED = {**PROPERTY, "derandomize": True}  # the default suite draws the same examples every run: CI does not flake
 
 
 def _loads(data: tuple) -> None:
     _check_load(*data)
 
 
-@settings(max_examples=200, **PROPERTY)
+@settings(max_examples=200, **FIXED)
 @given(st.one_of(valid_scenarios().map(lambda s: (s, None, None)), valid_scenarios().flatmap(mutated)))
 def test_loading_any_scenario_succeeds_or_names_a_field(data):
     _loads(data)
@@ -291,7 +293,7 @@ def _runs(data: dict) -> None:
         assert result.manifest["runs"][run]["status"] in STATUSES
 
 
-@settings(max_examples=10, **PROPERTY)
+@settings(max_examples=10, **FIXED)
 @given(valid_scenarios())
 def test_accepted_tiny_scenarios_run_to_a_result(data):
     _runs(data)
