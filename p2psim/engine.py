@@ -260,7 +260,7 @@ class World:
 
     def schedule(self, delay_s: float, peer: int, action: Callable[[], None]) -> None:
         """Run `action()` for `peer` after `delay_s` simulated seconds (a timer: a timeout, a period)."""
-        self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action))
+        self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action, None))
 
     def average_rows(self, peers: tuple[int, ...] | list[int]) -> None:
         """Set the given rows to their mean, at this instant (an atomic average)."""
@@ -289,7 +289,7 @@ class World:
         if not job.finite:
             self._diverge([peer], "non-finite gradient")
             return
-        self._call(peer, "on_gradient", job)
+        self._call(peer, "on_gradient", self.algorithm.on_gradient, job)
 
     def _evaluate(self, due: GradientJob) -> None:
         """Evaluate the due job, and with it every pending job when batching (DESIGN decision 5)."""
@@ -317,18 +317,16 @@ class World:
             message.row = self.pool.row(message.slot)
         try:
             if not self._stop.triggered:
-                self._call(message.dst, "on_message", message)
+                self._call(message.dst, "on_message", self.algorithm.on_message, message)
         finally:
             if message.slot is not None:
                 self.pool.release(message.slot)
                 message.row, message.slot = None, None
 
-    def _call(self, peer: int, hook: str, argument: Any) -> None:
+    def _call(self, peer: int, hook: str, action: Callable[..., None], argument: Any) -> None:
+        """Run an algorithm's `action(argument)` (or `action()` for a timer): a crash names the peer, time and hook."""
         try:
-            if hook == "timer":
-                argument()
-            else:
-                getattr(self.algorithm, hook)(argument)
+            action() if argument is None else action(argument)
         except SimulationError:
             raise
         except Exception as error:
