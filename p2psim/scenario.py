@@ -7,11 +7,9 @@ anything runs, and written back to TOML fully resolved. Every error is a
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_datac
 from .energy_spec import EnergySpec
 from .hardware import PRECISIONS
 from .netmodel import NetworkModel
+from .overrides import apply_overrides, set_dotted
 from .partition import PARTITIONS
 from .tasks import TASKS, Task
 from .topology import MIXING_RULES, TOPOLOGY_PARAMS, edges_of
@@ -55,6 +54,7 @@ __all__ = [
 ]
 
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
+NUMERICS = ("eager", "none")  # "none": cost-only, see EngineSpec
 MAX_PEERS = 10**6  # peers are rows of one tensor; beyond this the per-peer bookkeeping alone fills a machine
 MAX_SECONDS = 1e12  # ~31,700 years of simulated time: longer spans no run records at all
 RATE_MBPS = dict(low=1e-3, high=1e9, why="1 kbit/s to 1 Pbit/s")
@@ -280,14 +280,25 @@ class MetricsSpec:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """How the engine evaluates gradients; results do not depend on it beyond float rounding."""
+    """How the engine evaluates gradients; results do not depend on it beyond float rounding.
+
+    `numerics = "none"` is the cost-only mode: the same events, times, bytes and energy,
+    with no gradients, losses or models computed (for models far beyond this machine).
+    """
 
     batch_gradients: bool = True  # evaluate pending gradients together (DESIGN decision 5)
     # torch intra-op threads during the run; small per-peer ops are slower with more
     threads: int = bounded(1, low=1, high=1024)
+    numerics: str = "eager"  # or "none": cost-only (time, traffic, utilisation, energy; no loss)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        _one_of(self.numerics, NUMERICS, "numerics", "numerics ")
+
+    @property
+    def cost_only(self) -> bool:
+        """True when no numerics run: only time, traffic, utilisation and energy are simulated."""
+        return self.numerics == "none"
 
 
 @dataclass(frozen=True)
@@ -365,10 +376,7 @@ class Scenario:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
         """A copy with dotted keys replaced (``{"algorithm.lr": 0.05, "baselines.0.count": 4}``), re-validated."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            set_dotted(data, dotted, value)
-        return Scenario.from_dict(data)
+        return Scenario.from_dict(apply_overrides(self.to_dict(), overrides))
 
     def hash(self) -> str:
         """Short stable hash of the resolved scenario: names result folders, so sweeps resume."""
@@ -385,33 +393,6 @@ def _parse_registered(registry: Mapping[str, type], value: Any, path: str) -> An
     _require(name is not None, f"{path}.name", f"is required (allowed: {', '.join(registry)})")
     _one_of(name, list(registry), f"{path}.name", f"{path} ")
     return parse_dataclass(registry[name], options, path)
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `data`'s field at a dotted path (``"peers.jitter"``, ``"baselines[0].lr"``) in place.
-
-    >>> data = {"peers": {"jitter": 0.0}}
-    >>> set_dotted(data, "peers.jitter", 0.2); data
-    {'peers': {'jitter': 0.2}}
-    """
-    keys = re.sub(r"\[(\d+)\]", r".\1", dotted).split(".")  # baselines[0].lr == baselines.0.lr
-    node: Any = data
-    for i, key in enumerate(keys[:-1]):
-        if isinstance(node, list):
-            _require(key.isdigit() and int(key) < len(node), ".".join(keys[: i + 1]), "no such list item")
-            node = node[int(key)]
-        elif isinstance(node, dict):
-            node = node.setdefault(key, {})
-        else:
-            raise ScenarioError(dotted, "cannot set a key inside a value")
-    last = keys[-1]
-    if isinstance(node, list):
-        _require(last.isdigit() and int(last) < len(node), dotted, "no such list item")
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = copy.deepcopy(value)
-    else:
-        raise ScenarioError(dotted, "cannot set a key inside a value")
 
 
 def load_scenario(
@@ -434,6 +415,4 @@ def load_scenario(
     topology = data.get("topology")
     if isinstance(topology, dict) and isinstance(topology.get("path"), str):
         topology["path"] = os.path.join(os.path.dirname(os.path.abspath(path)), topology["path"])
-    for dotted, value in (overrides or {}).items():
-        set_dotted(data, dotted, value)
-    return Scenario.from_dict(data, progress=progress)
+    return Scenario.from_dict(apply_overrides(data, overrides or {}), progress=progress)

@@ -22,7 +22,6 @@ scenario file.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math
@@ -45,12 +44,12 @@ import pandas as pd
 
 from .config import ScenarioError, ScenarioWarning
 from .result import MAIN_RUN, read_csv_exact, read_manifest, write_folder, write_manifest
-from .scenario import Scenario, load_scenario, set_dotted
+from .overrides import MIXES, apply_overrides
+from .scenario import Scenario, load_scenario
 from .seeding import stream
 
 __all__ = ["DISTRIBUTIONS", "MIXES", "Plan", "SweepProgress", "SweepSpec", "apply_overrides", "execute_run", "load_sweep", "plan", "sweep"]
 
-MIXES = ("devices", "links", "regions")
 DISTRIBUTIONS = ("uniform", "log_uniform", "integers", "choice")
 TABLE = "table.csv"
 
@@ -175,59 +174,6 @@ def _flatten(table: Mapping[str, Any], is_leaf: Callable[[Mapping], bool] = lamb
         else:
             flat.update(_flatten(value, is_leaf, f"{dotted}."))
     return flat
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the scenario dict `data` with dotted overrides set, under the sweep's two mix rules.
-
-    >>> base = {"peers": {"count": 4, "devices": {"a": 3, "b": 1}, "links": {"fibre": 4}}}
-    >>> apply_overrides(base, {"peers.count": 8})["peers"]
-    {'count': 8, 'devices': {'a': 0.75, 'b': 0.25}, 'links': {'fibre': 1.0}}
-    >>> apply_overrides(base, {"peers.devices.c": 0.5})["peers"]["devices"]
-    {'a': 0.375, 'b': 0.125, 'c': 0.5}
-    """
-    data = copy.deepcopy(dict(data))
-    shares: dict[str, dict[str, float]] = {}
-    for key, value in overrides.items():
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "peers" and parts[1] in MIXES and isinstance(value, float):
-            shares.setdefault(parts[1], {})[parts[2]] = value
-        else:
-            set_dotted(data, key, value)
-    peers = data.get("peers", {})
-    if "peers.count" in overrides:
-        for mix in MIXES:
-            if _is_counts(peers.get(mix)):
-                peers[mix] = _fractions(peers[mix])
-    for mix, chosen in shares.items():
-        peers[mix] = _with_shares(peers.get(mix) or {}, chosen, f"peers.{mix}")
-    return data
-
-
-def _is_counts(mix: Any) -> bool:
-    return isinstance(mix, Mapping) and bool(mix) and all(isinstance(v, int) and not isinstance(v, bool) for v in mix.values())
-
-
-def _fractions(mix: Mapping[str, int | float]) -> dict[str, float]:
-    total = sum(mix.values())
-    return {name: value / total for name, value in mix.items()} if total > 0 else dict(mix)
-
-
-def _with_shares(mix: Mapping[str, int | float], chosen: Mapping[str, float], field_name: str) -> dict[str, float]:
-    """`mix` as fractions with the `chosen` shares set; the other entries share the rest in proportion."""
-    for name, share in chosen.items():
-        if not 0.0 <= share <= 1.0:
-            raise ScenarioError(f"{field_name}.{name}", f"a share must be in [0, 1], got {share!r}")
-    rest = 1.0 - sum(chosen.values())
-    if rest < -1e-9:
-        raise ScenarioError(field_name, f"shares set sum to {sum(chosen.values()):.6g}, more than 1")
-    base = _fractions(mix)
-    others = {name: v for name, v in base.items() if name not in chosen}
-    weight = sum(others.values())
-    if rest > 1e-9 and weight <= 0:
-        raise ScenarioError(field_name, f"no entry left to take the remaining share {rest:.6g}")
-    scaled = {name: v * rest / weight for name, v in others.items()} if weight > 0 else dict.fromkeys(others, 0.0)
-    return {**scaled, **chosen}
 
 
 @dataclass(frozen=True)

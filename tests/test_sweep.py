@@ -61,8 +61,11 @@ def test_setting_peers_count_scales_every_count_mix():
         counts = getattr(base.peers, mix)
         assert mix_counts(getattr(same.peers, mix), 32, mix) == counts
         assert mix_counts(getattr(quadruple.peers, mix), 128, mix) == {k: 4 * v for k, v in counts.items()}
+    assert base.with_overrides({"peers.count": 128}).peers.devices == quadruple.peers.devices  # --set: same rule
+    data = base.to_dict()
+    data["peers"]["count"] = 128  # a file that says both is inconsistent: its counts are not scaled
     with pytest.raises(ScenarioError, match="counts sum to 32, but peers.count = 128"):
-        base.with_overrides({"peers.count": 128})  # outside a sweep, counts stay counts
+        p2psim.Scenario.from_dict(data)
 
 
 def test_a_share_keeps_the_other_entries_in_their_base_proportions():
