@@ -78,6 +78,9 @@ def _run(args: argparse.Namespace) -> int:
         bar.close()
     print(result.format_summary())
     figure = plot_result(result, out / "figure.png")
+    if result.status == "interrupted" or any(r["status"] == "interrupted" for r in result.manifest["runs"].values()):
+        print(f"interrupted: partial result written to {out}  (figure: {figure})")
+        return 130
     print(f"result written to {out}  (figure: {figure})")
     return 0  # a diverged or stalled run is a result (its status is in the summary), not a failure
 

@@ -11,6 +11,8 @@ on its snapshot and its batch, so this changes no result, only the cost.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -168,6 +170,7 @@ class World:
         self._initial_loss = math.nan
         self._next_record_samples = scenario.metrics.eval_interval_samples or 0
         self._stop = self.env.event()
+        self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
         self.pool = RowPool(self.params.shape[1])
         self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1])
         self.algorithm = setup.algorithm_class(scenario.algorithm, self)
@@ -334,6 +337,8 @@ class World:
                 f"peer {peer} at t={self.now:.6g} s, in {self.algorithm.name}.{hook}: {type(error).__name__}: {error}"
             ) from error
         self._check_budget()
+        if self.ctrl_c:
+            self._interrupt()
 
     def _check_budget(self) -> None:
         stop = self.setup.scenario.stop
@@ -345,6 +350,13 @@ class World:
         if interval is not None and self.samples >= self._next_record_samples:
             self._next_record_samples += interval
             self._record()
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: stop after the event that is running, with status "interrupted" (history so far)."""
+        if self.status == "running":
+            self.status = "interrupted"
+            self.info["stop_reason"] = f"interrupted at t={self.now:.6g} s (Ctrl-C)"
+        self._request_stop("interrupted")
 
     def _request_stop(self, reason: str) -> None:
         if not self._stop.triggered:
@@ -432,7 +444,7 @@ class World:
         return min(1.0, max(fractions))
 
     def run(self) -> RunOutcome:
-        """Simulate until the stopping rule, divergence or a stall; return what was recorded."""
+        """Simulate until the stopping rule, divergence, a stall or Ctrl-C; return what was recorded."""
         scenario = self.setup.scenario
         wall_start = time.perf_counter()
         if scenario.stop.sim_time_s is not None:
@@ -442,6 +454,7 @@ class World:
         else:
             self._record()
         self.algorithm.start()
+        restore = _stop_on_ctrl_c(self)
         try:
             self.env.run(until=self._stop)
         except RuntimeError as error:
@@ -449,7 +462,9 @@ class World:
                 raise
             self.status = "stalled"
             self.info.setdefault("stop_reason", "stalled: no computation or message in flight")
-        if self.status in ("running", "stalled"):
+        finally:
+            restore()
+        if self.status in ("running", "stalled", "interrupted"):
             self._record()  # may itself find the run diverged since its last regular record
         if self.status == "running":
             self.status = "finished"
@@ -500,6 +515,23 @@ class World:
                 row["accuracy"] = float(peer_accuracy[i])
             rows.append(row)
         return rows
+
+
+def _stop_on_ctrl_c(world: World) -> Callable[[], None]:
+    """Make Ctrl-C stop `world` after the hook that is running (a second Ctrl-C aborts); returns the undo.
+
+    Only the main thread takes signals: elsewhere (a sweep's worker threads) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if world.ctrl_c:
+            raise KeyboardInterrupt
+        world.ctrl_c = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 @dataclass

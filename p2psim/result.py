@@ -52,7 +52,7 @@ class Result:
 
     @property
     def status(self) -> str:
-        """finished, diverged, stalled (or failed) for the peer-to-peer run."""
+        """finished, diverged, stalled or interrupted (Ctrl-C) for the peer-to-peer run."""
         return self.manifest["runs"][MAIN_RUN]["status"]
 
     @property

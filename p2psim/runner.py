@@ -104,7 +104,8 @@ def run(
 
     With `out`, the result folder is written there, atomically; a folder holding another
     scenario's result is replaced only with `force`. A diverged or stalled run is a
-    result, reported in `Result.status`, not an exception.
+    result, reported in `Result.status`, not an exception; so is a run stopped by Ctrl-C
+    (status "interrupted": the history so far, and no baseline after it).
     """
     scenario = _as_scenario(scenario) if baselines else replace(_as_scenario(scenario), baselines=())  # the folder's scenario is what ran
     admitted, admission = admit(scenario)  # energy.admission: the carbon-aware choice of peers
@@ -113,6 +114,8 @@ def run(
         records[0].info["admission"] = admission
     budget = records[0].info["samples"]
     for spec in scenario.baselines:
+        if records[-1].info["status"] == "interrupted":  # Ctrl-C: keep what ran, start nothing more
+            break
         records.append(_simulate(spec.name, baseline_scenario(scenario, spec, budget), progress))
     result = Result(
         scenario=scenario,
