@@ -11,6 +11,7 @@ import functools
 import networkx as nx
 import numpy as np
 
+from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
 from .engine import RunSetup
 from .hardware import count_training_flops, load_devices, step_time_s
@@ -147,4 +148,7 @@ def build_run(scenario: Scenario) -> RunSetup:
         downlink_bytes_per_s=down,
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+        byzantine=byzantine_peers(
+            scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
+        ),
     )

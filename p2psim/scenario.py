@@ -23,6 +23,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from .adversary import AdversarySpec
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
 from .energy_spec import EnergySpec
@@ -334,6 +335,7 @@ class Scenario:
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
     energy: EnergySpec = field(default_factory=EnergySpec)  # kWh, CO2 and money: clock, sites, grids, choices
+    adversary: AdversarySpec | None = None  # Byzantine peers and their attack (adversary.py, attacks.py)
 
     def __post_init__(self) -> None:
         check_ranges(self)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Container, Iterable
 import networkx as nx
 import numpy as np
 
+from .adversary import byzantine_peers
 from .algorithms import ALGORITHMS, IMPLEMENTATIONS
 from .budget import (
     MAX_HISTORY_ROWS,
@@ -143,7 +144,25 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
     _check_memory(scenario, sizes, cost)
     _check_duration(scenario, cost, links)
     _check_topology(scenario, progress)
+    _check_adversary(scenario)
     _check_partition(scenario, sizes, progress)
+
+
+def _check_adversary(scenario: Scenario) -> None:
+    """Byzantine peers must be learners, leave one honest, and have rows to corrupt in this algorithm."""
+    if scenario.adversary is None:
+        return
+    algorithm = IMPLEMENTATIONS[scenario.algorithm.name]
+    if not algorithm.byzantine_surface:
+        allowed = sorted(name for name, cls in IMPLEMENTATIONS.items() if cls.byzantine_surface)
+        raise ScenarioError(
+            "adversary",
+            f"algorithm {scenario.algorithm.name!r} combines rows without sending them, so an attacker has nothing "
+            f"to corrupt (allowed with an adversary: {', '.join(allowed)})",
+        )
+    learners = algorithm.learners(scenario.algorithm, scenario.peers.count)
+    if len(byzantine_peers(scenario.adversary, learners, scenario.seed)) >= len(learners):
+        raise ScenarioError("adversary.peers", f"names every one of the {len(learners)} learners; at least one must be honest")
 
 
 def check_name(name: str, field: str) -> None:

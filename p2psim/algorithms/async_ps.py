@@ -66,6 +66,7 @@ class AsyncPS(ServerAlgorithm):
 
     name = "async_ps"
     config_class = AsyncPSConfig
+    byzantine_surface = "the gradient each worker pushes"
 
     def __init__(self, config: AsyncPSConfig, world: World):
         super().__init__(config, world)

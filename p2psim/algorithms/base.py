@@ -46,6 +46,9 @@ class Algorithm:
     name: ClassVar[str]
     config_class: ClassVar[type[AlgorithmConfig]]
     needs_connected_graph: ClassVar[bool] = False
+    # what a Byzantine peer corrupts here (rows it sends through `World.send`); "" refuses an adversary, as where
+    # peers' rows combine without a message carrying them and an attack could not act
+    byzantine_surface: ClassVar[str] = ""
 
     def __init__(self, config: AlgorithmConfig, world: World):
         self.config = config
@@ -65,8 +68,8 @@ class Algorithm:
         return MixingReport(None, "not defined: this algorithm does not mix by a gossip matrix", "none")
 
     def evaluated_model(self) -> torch.Tensor:
-        """The model the history's `loss` and `accuracy` describe: by default the peers' average."""
-        return self.world.params.mean(dim=0)
+        """The model the history's `loss` and `accuracy` describe: by default the honest peers' average."""
+        return self.world.params[self.world.honest].mean(dim=0)
 
     def start(self) -> None:
         """At time zero: by default every peer starts computing."""

@@ -95,6 +95,7 @@ class DPSGD(Algorithm):
 
     name = "dpsgd"
     config_class = DPSGDConfig
+    byzantine_surface = "the model it sends each neighbour"
     needs_connected_graph = True
     adapt_first = False  # combine-then-adapt (Lian et al. 2017); ATC sets True
 

@@ -98,6 +98,7 @@ class Gossip(Algorithm):
 
     name = "gossip"
     config_class = GossipConfig
+    byzantine_surface = "the model it sends (push, reply)"
 
     @classmethod
     def check_graph(cls, config: GossipConfig, graph: nx.Graph) -> None:

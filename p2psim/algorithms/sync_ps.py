@@ -6,7 +6,10 @@ ICLR workshop 2016, https://arxiv.org/abs/1604.00981 (Algorithms 1 and 2).
 Update rule: in round r every worker computes a gradient on the model of round r and
 pushes it; the server takes the first k = n_workers - b gradients of round r to arrive
 (b = `backup_workers`), applies their mean with the scenario's optimizer,
-w_{r+1} = step(w_r, (1/k) sum of the k gradients), and broadcasts w_{r+1}. Gradients of
+w_{r+1} = step(w_r, (1/k) sum of the k gradients), and broadcasts w_{r+1}. With
+`[algorithm.aggregation]` the mean is replaced by a robust rule of `p2psim.robust` over the
+k gradients (median, trimmed mean, Krum, Multi-Krum, centred clipping from the previous
+round's aggregate), the defence against Byzantine workers (`[adversary]`). Gradients of
 round r that arrive after the k-th are dropped and counted (`dropped_gradients` in the
 run's facts). A worker still computing when a newer model arrives finishes, pushes (the
 server drops it), then computes on the newest model it holds, as Algorithm 2's workers do.
@@ -20,12 +23,13 @@ model a worker adopts is the copy the server sent, as it left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..config import ScenarioError, bounded, check_ranges
+from ..robust import Aggregation, aggregate
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig
 
@@ -42,6 +46,7 @@ class SyncPSConfig(ServerConfig):
     """How many of the workers' gradients a round may go without (b; k = n_workers - b are averaged)."""
 
     backup_workers: int = bounded(0, low=0, high=10**6, why="and below the number of workers, checked against the peers")
+    aggregation: Aggregation = field(default_factory=Aggregation)  # how the server combines a round's k gradients
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +59,7 @@ class SyncPS(ServerAlgorithm):
 
     name = "sync_ps"
     config_class = SyncPSConfig
+    byzantine_surface = "the gradient each worker pushes"
 
     @classmethod
     def check_graph(cls, config: SyncPSConfig, graph: nx.Graph) -> None:
@@ -65,6 +71,7 @@ class SyncPS(ServerAlgorithm):
                 f"must be in [0, {workers - 1}] (at least one of the {workers} workers' gradients per round), "
                 f"got {config.backup_workers}",
             )
+        config.aggregation.check_inputs(workers - config.backup_workers, "algorithm.aggregation")
 
     def __init__(self, config: SyncPSConfig, world: World):
         super().__init__(config, world)
@@ -75,6 +82,7 @@ class SyncPS(ServerAlgorithm):
         self._arrived: list[tuple[int, GradientJob]] = []
         self._gradients = torch.empty_like(world.params)  # row w: worker w's gradient of the current round
         self._model_round = [0] * world.n_peers  # the round of the model each worker holds
+        self._center = torch.zeros(world.params.shape[1])  # the previous round's aggregate: centered_clip's start
         self._computing_round = [-1] * world.n_peers  # the round of the model under computation (-1: idle)
 
     def start(self) -> None:
@@ -112,13 +120,14 @@ class SyncPS(ServerAlgorithm):
             self._step()
 
     def _step(self) -> None:
-        """Apply the mean of the round's k gradients (in worker order, for a reproducible sum), then broadcast."""
+        """Apply the aggregate of the round's k gradients (in worker order, for a reproducible sum), then broadcast."""
         world = self.world
         arrived = sorted(self._arrived, key=lambda pair: pair[0])
         for _, job in arrived:
             world.consume(job)
-        mean = self._gradients[torch.as_tensor([worker for worker, _ in arrived])].mean(dim=0)
-        world.apply_gradient(self.server, mean)
+        rows = self._gradients[torch.as_tensor([worker for worker, _ in arrived])]
+        self._center = aggregate(rows, self.config.aggregation, self._center)
+        world.apply_gradient(self.server, self._center)
         self._arrived = []
         self.round += 1
         for worker in self.workers:
