@@ -23,6 +23,7 @@ import simpy
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
+from .attacks import Adversary
 from .hardware import Device, step_time_factor
 from .metrics import Evaluator, consensus_distance
 from .network import Network
@@ -63,6 +64,7 @@ class RunSetup:
     downlink_bytes_per_s: np.ndarray
     latency_s: Callable[[int, int], float]
     algorithm_class: type[Algorithm]
+    byzantine: list[int] = field(default_factory=list)  # sorted; they lie in what they send (p2psim.attacks)
 
     @property
     def n_peers(self) -> int:
@@ -124,6 +126,12 @@ class World:
         self.params = setup.task.initial_params.unsqueeze(0).repeat(self.n_peers, 1)
         self.neighbors: list[list[int]] = [sorted(setup.graph.neighbors(i)) for i in range(self.n_peers)]
         self.rng = stream(scenario.seed, "algorithm")
+        self.adversary = None if not setup.byzantine else Adversary(
+            scenario.adversary, setup.byzantine, self.n_peers,
+            len(setup.algorithm_class.learners(scenario.algorithm, self.n_peers)), scenario.seed,
+        )
+        self.honest_peers = [peer for peer in range(self.n_peers) if peer not in set(setup.byzantine)]
+        self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers)  # rows the history describes
         self.model_bytes = setup.model_bytes
         self.network = Network(
             self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s, scenario.network, scenario.seed
@@ -206,6 +214,8 @@ class World:
         `row` (a parameter-sized tensor, e.g. `world.params[src]`) is copied now, at send
         time, and reaches the receiver as `message.row`: what was sent, as it left.
         """
+        if row is not None and self.adversary is not None:
+            row = self.adversary.outgoing(src, kind, row)
         slot = None if row is None else self.pool.store(row)
         message = Message(src, dst, kind, payload, nbytes, self.now, slot)
         self._in_flight += 1
@@ -390,15 +400,16 @@ class World:
         evaluator = self._evaluator
         average = self.algorithm.evaluated_model()
         loss, accuracy = evaluator.single(average)
-        peer_loss, peer_accuracy = evaluator.rows(self.params)
+        honest = self.params[self.honest]  # Byzantine peers' rows are theirs: no metric describes them
+        peer_loss, peer_accuracy = evaluator.rows(honest)
         if math.isnan(self._initial_loss):
             self._initial_loss = loss
         limit = self.setup.scenario.metrics.divergence_factor * max(self._initial_loss, 1e-12)
         bad = ~torch.isfinite(peer_loss) | (peer_loss > limit)
         if not math.isfinite(loss) or loss > limit or bool(bad.any()):
-            self._diverge(torch.nonzero(bad).flatten().tolist(), "loss beyond divergence_factor x initial loss")
+            self._diverge([self.honest_peers[i] for i in torch.nonzero(bad).flatten().tolist()], "loss beyond divergence_factor x initial loss")
             return
-        mean_distance, max_distance = consensus_distance(self.params)
+        mean_distance, max_distance = consensus_distance(honest)
         busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
         elapsed = self.now - self._last_time
         per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
@@ -487,7 +498,18 @@ class World:
             "torch_threads": torch.get_num_threads(),
             "messages": int(self.network.messages_sent),
             "payload_rows_peak": self.pool.peak_in_use,
+            **self._adversary_facts(),
             **self.algorithm.mixing().as_facts(),
+        }
+
+    def _adversary_facts(self) -> dict[str, Any]:
+        if self.adversary is None:
+            return {}
+        return {
+            "byzantine_peers": self.adversary.byzantine,
+            "attack": self.adversary.spec.attack,
+            "byzantine_rows_sent": self.adversary.rows_corrupted,
+            "evaluated_peers": "honest peers only: the averaged model and peer metrics exclude the Byzantine peers",
         }
 
     def _peer_rows(self) -> list[dict[str, Any]]:
@@ -510,6 +532,7 @@ class World:
                 "bytes_received": float(self.network.bytes_received[i]),
                 "row_staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
                 "loss": float(peer_loss[i]),
+                "byzantine": i in self.setup.byzantine,
             }
             if setup.task.n_classes is not None:
                 row["accuracy"] = float(peer_accuracy[i])
