@@ -133,8 +133,9 @@ def end_time_lower_s(scenario: Scenario, steps: dict[str, tuple[int, float]]) ->
     """Simulated seconds a run lasts at least: its stop, reached by computing alone, never waiting."""
     stop, rate = scenario.stop, _steps_per_s(steps)
     bounds = [math.inf if stop.sim_time_s is None else stop.sim_time_s]
-    if stop.samples is not None:
-        bounds.append(stop.samples / scenario.data.batch_size / rate)
+    limit = scenario.sample_limit()  # stop.samples, or stop.tokens in samples
+    if limit is not None:
+        bounds.append(limit[0] / scenario.data.batch_size / rate)
     if stop.steps is not None:
         bounds.append(stop.steps / rate)
     return min(bounds)
@@ -144,16 +145,18 @@ def gradient_steps_upper(scenario: Scenario, steps: dict[str, tuple[int, float]]
     """Gradient steps a run computes at most: its stop, plus one step under way on every peer."""
     stop, batch = scenario.stop, scenario.data.batch_size
     bounds = [math.inf if stop.sim_time_s is None else stop.sim_time_s * _steps_per_s(steps)]
-    if stop.samples is not None:
-        bounds.append(math.ceil(stop.samples / batch))
+    limit = scenario.sample_limit()
+    if limit is not None:
+        bounds.append(math.ceil(limit[0] / batch))
     if stop.steps is not None:
         bounds.append(stop.steps)
     return min(bounds) + scenario.peers.count
 
 
 def host_seconds(scenario: Scenario, cost: ModelCost, n_steps: float) -> float:
-    """Host seconds to compute `n_steps` gradients of the real model (`BUILD_RATES` flops, `HOST_STEP_S`)."""
-    per_step = HOST_STEP_S + scenario.data.batch_size * cost.flops_per_sample / BUILD_RATES["flops_per_s"]
+    """Host seconds to compute `n_steps` gradients of the real model (`BUILD_RATES` flops, `HOST_STEP_S`); cost-only: events only."""
+    numerics = 0.0 if scenario.engine.cost_only else scenario.data.batch_size * cost.flops_per_sample
+    per_step = HOST_STEP_S + numerics / BUILD_RATES["flops_per_s"]
     return n_steps * per_step
 
 
@@ -217,6 +220,10 @@ def memory_terms(scenario: Scenario, sizes: TaskSizes, cost: ModelCost, baseline
         spec = scenario.baselines[baseline]
         n, batch = spec.count, max(1, batch * n // spec.count)
         topology, who = TopologySpec(kind="complete"), f"baselines[{baseline}].count"
+    graph = MemoryTerm(graph_edges(topology, n) * GRAPH_BYTES_PER_EDGE, "topology" if baseline is None else who,
+                       f"the {topology.kind} graph over {n} peers")
+    if scenario.engine.cost_only:  # no data, no rows, no gradients: the graph and the events' bookkeeping
+        return [graph]
     sample_bytes = 4.0 * sizes.n_features + 8.0
     data = max(sizes.build_bytes, (sizes.n_train + sizes.n_eval) * sample_bytes)
     terms = [
@@ -230,8 +237,7 @@ def memory_terms(scenario: Scenario, sizes: TaskSizes, cost: ModelCost, baseline
         MemoryTerm((min(n, 64) * sizes.n_eval + sizes.n_train) * cost.activation_bytes_per_sample,
                    "task.hidden" if hasattr(scenario.task, "hidden") else "task",
                    "evaluation of 64 peers at a time on the held-out set, and of the average on the training set"),
-        MemoryTerm(graph_edges(topology, n) * GRAPH_BYTES_PER_EDGE, "topology" if baseline is None else who,
-                   f"the {topology.kind} graph over {n} peers"),
+        graph,
     ]
     return sorted(terms, key=lambda term: -term.bytes)
 

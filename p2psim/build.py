@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2}
+COST_ONLY_SHARD = np.zeros(1, dtype=np.int64)  # cost-only: one placeholder index, so batches keep their size
 
 
 def bytes_per_element(precision: str) -> int:
@@ -109,7 +110,7 @@ def build_run(scenario: Scenario) -> RunSetup:
     peers = scenario.peers
     n = peers.count
     seed = scenario.seed
-    task = build_task(scenario.task, seed)
+    task = None if scenario.engine.cost_only else build_task(scenario.task, seed)  # cost-only: no data, no model
     catalogue = load_devices()
     devices = [catalogue[name] for name in expand_mix(peers.devices, n, "peers.devices")]
     link_names = _placed(peers.links, n, seed, 0, "peers.links")
@@ -117,7 +118,7 @@ def build_run(scenario: Scenario) -> RunSetup:
     # "fixed_regional": each peer on its own region's fixed-line median (links.toml), the global one without a region
     link_names = [f"fixed_{r}" if name == "fixed_regional" and r else name for name, r in zip(link_names, regions)]
 
-    partitions = peer_partitions(scenario, task)
+    partitions = peer_partitions(scenario, task) if task is not None else [COST_ONLY_SHARD] * n
 
     n_params, flops = model_shape(scenario)
     step = np.array(

@@ -51,7 +51,7 @@ class RunSetup:
     """The built pieces of one run, resolved from a scenario by `build.build_run`: what the engine runs."""
 
     scenario: Scenario
-    task: TaskData
+    task: TaskData | None  # None in cost-only mode (engine.numerics = "none")
     partitions: list[np.ndarray]
     devices: list[Device]
     link_names: list[str]
@@ -123,7 +123,8 @@ class World:
         self.setup = setup
         self.env = simpy.Environment()
         self.n_peers = setup.n_peers
-        self.params = setup.task.initial_params.unsqueeze(0).repeat(self.n_peers, 1)
+        self.cost_only = scenario.engine.cost_only  # no numerics: rows have no columns, nothing is evaluated
+        self.params = torch.zeros(self.n_peers, 0) if self.cost_only else setup.task.initial_params.unsqueeze(0).repeat(self.n_peers, 1)
         self.neighbors: list[list[int]] = [sorted(setup.graph.neighbors(i)) for i in range(self.n_peers)]
         self.rng = stream(scenario.seed, "algorithm")
         self.adversary = None if not setup.byzantine else Adversary(
@@ -159,7 +160,7 @@ class World:
             return task.loss(functional_call(task.model, task.unflatten(flat), (x,)), y)
 
         self._gradients = vmap(grad_and_value(loss_of))
-        self._evaluator = Evaluator(task)
+        self._evaluator = None if self.cost_only else Evaluator(task)
 
         self.steps = 0
         self._instant, self._steps_before_instant = -1.0, 0
@@ -177,6 +178,7 @@ class World:
         self._last_time = 0.0
         self._initial_loss = math.nan
         self._next_record_samples = scenario.metrics.eval_interval_samples or 0
+        self._sample_limit = scenario.sample_limit()  # (samples, "samples" or "tokens"): stop.samples or stop.tokens
         self._stop = self.env.event()
         self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
         self.pool = RowPool(self.params.shape[1])
@@ -306,6 +308,11 @@ class World:
 
     def _evaluate(self, due: GradientJob) -> None:
         """Evaluate the due job, and with it every pending job when batching (DESIGN decision 5)."""
+        if self.cost_only:  # no numerics: every pending job ends with an empty gradient and no loss
+            for job in self._pending:
+                job.grad = self.params[job.peer]
+            self._pending = []
+            return
         if self._batch_gradients:
             jobs, self._pending = self._pending, []
         else:
@@ -352,8 +359,8 @@ class World:
 
     def _check_budget(self) -> None:
         stop = self.setup.scenario.stop
-        if stop.samples is not None and self.samples >= stop.samples:
-            self._request_stop("samples")
+        if self._sample_limit is not None and self.samples >= self._sample_limit[0]:
+            self._request_stop(self._sample_limit[1])
         elif stop.steps is not None and self.steps >= stop.steps:
             self._request_stop("steps")
         interval = self.setup.scenario.metrics.eval_interval_samples
@@ -397,6 +404,36 @@ class World:
         """Append one history row; detect divergence instead of recording NaN."""
         if self.history and self.history[-1]["time_s"] == self.now and self.history[-1]["samples"] == self.samples:
             return
+        model = {} if self.cost_only else self._model_columns()
+        if model is None:
+            return
+        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        elapsed = self.now - self._last_time
+        per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
+        computing = float(per_peer.mean())
+        window = self._window
+        row = {
+            "time_s": self.now,
+            "samples": self.samples,
+            "steps": self.steps,
+            **model,
+            "bytes_sent": float(self.network.bytes_sent.sum()),
+            "row_staleness": window.row_staleness / window.consumed if window.consumed else math.nan,
+            "global_delay": window.global_delay / window.consumed if window.consumed else math.nan,
+            "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
+            "computing_fraction": computing,
+            "waiting_fraction": 1.0 - computing if elapsed > 0 else 0.0,
+        }
+        self.history.append(row)
+        self.utilisation.append((self.now, per_peer))
+        self._window = _Window()
+        self._last_busy = busy
+        self._last_time = self.now
+        if self._progress is not None:
+            self._progress(self.now, self._fraction_done())
+
+    def _model_columns(self) -> dict[str, float] | None:
+        """The history's model metrics (loss, accuracy, consensus); None when they show divergence."""
         evaluator = self._evaluator
         average = self.algorithm.evaluated_model()
         loss, accuracy = evaluator.single(average)
@@ -408,17 +445,10 @@ class World:
         bad = ~torch.isfinite(peer_loss) | (peer_loss > limit)
         if not math.isfinite(loss) or loss > limit or bool(bad.any()):
             self._diverge([self.honest_peers[i] for i in torch.nonzero(bad).flatten().tolist()], "loss beyond divergence_factor x initial loss")
-            return
+            return None
         mean_distance, max_distance = consensus_distance(honest)
-        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
-        elapsed = self.now - self._last_time
-        per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
-        computing = float(per_peer.mean())
         window = self._window
-        row = {
-            "time_s": self.now,
-            "samples": self.samples,
-            "steps": self.steps,
+        columns = {
             "loss": loss,
             "accuracy": accuracy,
             "peers_loss": float(peer_loss.mean()),
@@ -426,30 +456,18 @@ class World:
             "train_loss": window.train_loss / window.computed if window.computed else math.nan,
             "consensus_distance": mean_distance,
             "consensus_distance_max": max_distance,
-            "bytes_sent": float(self.network.bytes_sent.sum()),
-            "row_staleness": window.row_staleness / window.consumed if window.consumed else math.nan,
-            "global_delay": window.global_delay / window.consumed if window.consumed else math.nan,
-            "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
-            "computing_fraction": computing,
-            "waiting_fraction": 1.0 - computing if elapsed > 0 else 0.0,
         }
         if self.setup.task.optimum_loss is not None:
-            row["suboptimality"] = evaluator.single(average, train=True)[0] - self.setup.task.optimum_loss
+            columns["suboptimality"] = evaluator.single(average, train=True)[0] - self.setup.task.optimum_loss
         if self.setup.task.n_classes is None:
-            del row["accuracy"], row["peers_accuracy"]
-        self.history.append(row)
-        self.utilisation.append((self.now, per_peer))
-        self._window = _Window()
-        self._last_busy = busy
-        self._last_time = self.now
-        if self._progress is not None:
-            self._progress(self.now, self._fraction_done())
+            del columns["accuracy"], columns["peers_accuracy"]
+        return columns
 
     def _fraction_done(self) -> float:
         stop = self.setup.scenario.stop
         fractions = [
             self.now / stop.sim_time_s if stop.sim_time_s else 0.0,
-            self.samples / stop.samples if stop.samples else 0.0,
+            self.samples / self._sample_limit[0] if self._sample_limit else 0.0,
             self.steps / stop.steps if stop.steps else 0.0,
         ]
         return min(1.0, max(fractions))
@@ -514,8 +532,9 @@ class World:
 
     def _peer_rows(self) -> list[dict[str, Any]]:
         setup = self.setup
-        with torch.no_grad():
-            peer_loss, peer_accuracy = self._evaluator.rows(self.params)
+        if not self.cost_only:
+            with torch.no_grad():
+                peer_loss, peer_accuracy = self._evaluator.rows(self.params)
         busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
         rows = []
         for i in range(self.n_peers):
@@ -531,10 +550,11 @@ class World:
                 "bytes_sent": float(self.network.bytes_sent[i]),
                 "bytes_received": float(self.network.bytes_received[i]),
                 "row_staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
-                "loss": float(peer_loss[i]),
                 "byzantine": i in self.setup.byzantine,
             }
-            if setup.task.n_classes is not None:
+            if not self.cost_only:
+                row["loss"] = float(peer_loss[i])
+            if not self.cost_only and setup.task.n_classes is not None:
                 row["accuracy"] = float(peer_accuracy[i])
             rows.append(row)
         return rows

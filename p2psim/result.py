@@ -116,10 +116,11 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """Per run: final figures, cost per sample, time to target; per baseline: p2p against it, from recorded rows only."""
-        metric = "accuracy" if "accuracy" in self.history else "loss"
+        cost_only = self.scenario.engine.cost_only  # no model metrics: time, traffic, utilisation, energy
+        metric = None if cost_only else "accuracy" if "accuracy" in self.history else "loss"
         target = self.scenario.metrics.target_accuracy
         main = self.run_history()
-        out: dict[str, Any] = {"metric": metric, "runs": {}}
+        out: dict[str, Any] = {"metric": metric, "numerics": self.scenario.engine.numerics, "runs": {}}
         for run in self.runs:
             history = self.run_history(run)
             facts = self.manifest["runs"][run]
@@ -131,10 +132,12 @@ class Result:
                 "samples": samples,
                 "time_per_sample_s": facts["sim_time_s"] / samples if samples else math.nan,
                 "recorded_at_s": float(last["time_s"]) if last is not None else math.nan,
-                "loss": float(last["loss"]) if last is not None else math.nan,
                 "bytes_sent": float(last["bytes_sent"]) if last is not None else math.nan,
-                "consensus_distance": float(last["consensus_distance"]) if last is not None else math.nan,
+                "computing_fraction": _time_weighted(history, "computing_fraction"),
             }
+            if not cost_only:
+                entry["loss"] = float(last["loss"]) if last is not None else math.nan
+                entry["consensus_distance"] = float(last["consensus_distance"]) if last is not None else math.nan
             if run == MAIN_RUN and "bytes_sent" in self.peers:  # peers.csv counts to the run's end, past its last record
                 entry["bytes_sent"] = float(self.peers["bytes_sent"].sum())
             entry["bytes_per_sample"] = entry["bytes_sent"] / samples if samples else math.nan
@@ -142,7 +145,7 @@ class Result:
                 entry["accuracy"] = float(last["accuracy"])
             if target is not None:
                 entry["time_to_target_s"] = self.time_to_accuracy(target, run)
-            if run != MAIN_RUN and len(history) and len(main):
+            if run != MAIN_RUN and len(history) and len(main) and not cost_only:
                 entry.update(_against(out["runs"][MAIN_RUN], entry, main, history, metric, target is not None))
             entry.update(bill_entry(history, facts, target))  # kWh, CO2, cost: totals, per sample, to target
             out["runs"][run] = entry
@@ -154,6 +157,8 @@ class Result:
         metric = summary["metric"]
         target = self.scenario.metrics.target_accuracy
         lines = []
+        if summary["numerics"] == "none":
+            lines.append("cost-only run (engine.numerics = \"none\"): time, traffic, utilisation and energy; no model was trained")
         workload = self.manifest.get("timing_source")
         if workload:
             lines.append(f"timings: {workload}")
@@ -166,10 +171,10 @@ class Result:
                 f"{_duration(entry['time_per_sample_s'])}/sample  {_bytes(entry['bytes_per_sample'])}/sample  "
                 f"sent={entry['bytes_sent'] / 1e9:.3g} GB "
             )
-            recorded = f" loss={entry['loss']:.4f}"
+            recorded = f" loss={entry['loss']:.4f}" if "loss" in entry else f" computing={entry['computing_fraction']:.1%}"
             if "accuracy" in entry:
                 recorded += f" acc={entry['accuracy']:.3f}"
-            if run == MAIN_RUN:
+            if run == MAIN_RUN and "consensus_distance" in entry:
                 recorded += f" consensus={entry['consensus_distance']:.3g}"
             if entry["recorded_at_s"] != entry["sim_time_s"]:
                 recorded = f"  last record at t={_duration(entry['recorded_at_s'])}:" + recorded
@@ -260,6 +265,15 @@ def read_csv_exact(path: str | Path) -> pd.DataFrame:
 
 # pandas 3 parses floats exactly by default (and deprecates the option)
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
+def _time_weighted(history: pd.DataFrame, column: str) -> float:
+    """A per-interval column's mean over the run's time: each row covers the time since the previous record."""
+    if len(history) < 2:
+        return math.nan
+    spans = np.diff(history["time_s"].to_numpy())
+    total = spans.sum()
+    return float((history[column].to_numpy()[1:] * spans).sum() / total) if total > 0 else math.nan
 
 
 def _gap(main: pd.DataFrame, other: pd.DataFrame, metric: str) -> float:

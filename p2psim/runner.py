@@ -154,6 +154,9 @@ def _simulate(name: str, scenario: Scenario, progress: Progress | None) -> _Reco
     bill = bill_run(setup, outcome)  # kWh, CO2 and cost from the recorded utilisation
     info["energy"] = bill.facts
     history = pd.DataFrame(outcome.history).assign(**bill.history)
+    workload = scenario.workload
+    if workload is not None and workload.tokens_per_sample is not None and len(history):
+        history.insert(history.columns.get_loc("samples") + 1, "tokens", history["samples"] * workload.tokens_per_sample)
     history.insert(0, "run", name)
     utilisation = pd.DataFrame(
         {
@@ -174,6 +177,7 @@ def timing_source(scenario: Scenario) -> str:
         w = scenario.workload
         return (
             f"from the declared workload {w.name!r} ({w.params:.3g} params, {w.flops_per_sample:.3g} FLOP/sample); "
-            f"numerics from task {scenario.task.name!r}"
+            + ("no numerics (cost-only)" if scenario.engine.cost_only else f"numerics from task {scenario.task.name!r}")
         )
-    return f"from task {scenario.task.name!r} itself ({n_params:.3g} params, {flops / batch:.3g} FLOP/sample)"
+    source = f"from task {scenario.task.name!r} itself ({n_params:.3g} params, {flops / batch:.3g} FLOP/sample)"
+    return source + ("; no numerics (cost-only)" if scenario.engine.cost_only else "")

@@ -33,6 +33,7 @@ from .overrides import apply_overrides, set_dotted
 from .partition import PARTITIONS
 from .tasks import TASKS, Task
 from .topology import MIXING_RULES, TOPOLOGY_PARAMS, edges_of
+from .workloads import load_workloads
 
 __all__ = [
     "BaselineSpec",
@@ -91,15 +92,37 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """A declared model whose cost the timing stands for, while the task's small model does the numerics."""
+    """A declared model whose cost the timing stands for, while the task's small model does the numerics.
+
+    A `name` from the workload catalogue (p2psim/data/workloads.toml) fills the fields left
+    out; any other name needs `flops_per_sample` and `params`. The resolved values are
+    what the scenario stores.
+    """
 
     name: str
     # training FLOPs per sample, forward + backward
-    flops_per_sample: float = bounded(low=0, high=1e18, low_open=True)
-    params: float = bounded(low=0, high=1e13, low_open=True)  # parameter count: sets message sizes and memory
-    activation_bytes_per_sample: float = bounded(0.0, low=0, high=1e12)
+    flops_per_sample: float | None = bounded(None, low=0, high=1e18, low_open=True)
+    params: float | None = bounded(None, low=0, high=1e13, low_open=True)  # parameter count: message sizes, memory
+    activation_bytes_per_sample: float | None = bounded(None, low=0, high=1e12)
+    # tokens in one sample (a language model's sequence): counts tokens, allows stop.tokens
+    tokens_per_sample: int | None = bounded(None, low=1, high=10**7)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
+        catalogue = load_workloads()
+        entry = catalogue.get(self.name)
+        if entry is None:
+            for name in ("flops_per_sample", "params"):
+                _require(getattr(self, name) is not None, name,
+                         f"is required unless name is a catalogue workload (allowed: {', '.join(catalogue)})")
+            resolved = {"activation_bytes_per_sample": 0.0}
+        else:
+            flops, activations, tokens = entry.costs(self.tokens_per_sample)
+            resolved = {"flops_per_sample": flops, "params": entry.params,
+                        "activation_bytes_per_sample": activations, "tokens_per_sample": tokens}
+        for name, value in resolved.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         check_ranges(self)
 
 
@@ -250,13 +273,14 @@ class StopSpec:
     sim_time_s: float | None = bounded(None, low=0, high=MAX_SECONDS, low_open=True)
     samples: int | None = bounded(None, low=1, high=10**15)
     steps: int | None = bounded(None, low=1, high=10**15)
+    tokens: int | None = bounded(None, low=1, high=10**18)  # samples x workload.tokens_per_sample
 
     def __post_init__(self) -> None:
         check_ranges(self)
         _require(
-            any(v is not None for v in (self.sim_time_s, self.samples, self.steps)),
+            any(v is not None for v in (self.sim_time_s, self.samples, self.steps, self.tokens)),
             "",
-            "needs at least one of sim_time_s, samples, steps",
+            "needs at least one of sim_time_s, samples, steps, tokens",
         )
 
 
@@ -339,6 +363,21 @@ class Scenario:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.engine.cost_only:
+            _require(self.metrics.target_accuracy is None, "metrics.target_accuracy",
+                     "has no meaning when engine.numerics = 'none' (cost-only: no accuracy is computed)")
+        if self.stop.tokens is not None:
+            _require(self.workload is not None and self.workload.tokens_per_sample is not None, "stop.tokens",
+                     "needs workload.tokens_per_sample (a catalogue language model sets it)")
+
+    def sample_limit(self) -> tuple[int, str] | None:
+        """The stop's sample budget and its field: stop.samples, or stop.tokens in whole samples, whichever is first."""
+        limits = []
+        if self.stop.samples is not None:
+            limits.append((self.stop.samples, "samples"))
+        if self.stop.tokens is not None:
+            limits.append((-(-self.stop.tokens // self.workload.tokens_per_sample), "tokens"))
+        return min(limits) if limits else None
 
     @classmethod
     def from_dict(

@@ -128,12 +128,13 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
             f"task {scenario.task.name!r} is a regression (allowed: iid)",
         )
     learners = len(IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, peers.count))
-    if learners > sizes.n_train:
+    data_checks = not scenario.engine.cost_only  # cost-only runs hold no data
+    if data_checks and learners > sizes.n_train:
         raise ScenarioError(
             "peers.count", f"{peers.count} peers ({learners} training) but only {sizes.n_train} training samples"
         )
     for i, baseline in enumerate(scenario.baselines):
-        if baseline.count > sizes.n_train:
+        if data_checks and baseline.count > sizes.n_train:
             raise ScenarioError(
                 f"baselines[{i}].count",
                 f"{baseline.count} devices share the training set IID, but it has only {sizes.n_train} samples",
@@ -145,7 +146,8 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
     _check_duration(scenario, cost, links)
     _check_topology(scenario, progress)
     _check_adversary(scenario)
-    _check_partition(scenario, sizes, progress)
+    if data_checks:
+        _check_partition(scenario, sizes, progress)
 
 
 def _check_adversary(scenario: Scenario) -> None:
@@ -260,7 +262,8 @@ def _check_duration(scenario: Scenario, cost: ModelCost, links: dict) -> None:
                     f"a larger eval_interval_s or a stop.sim_time_s",
                 )
     if metrics.eval_interval_samples is not None and stop.sim_time_s is None:
-        samples = min(v for v in (stop.samples, (stop.steps or math.inf) * scenario.data.batch_size) if v is not None)
+        limit = scenario.sample_limit()
+        samples = min(limit[0] if limit else math.inf, (stop.steps or math.inf) * scenario.data.batch_size)
         if samples / metrics.eval_interval_samples > MAX_HISTORY_ROWS:
             raise ScenarioError(
                 "metrics.eval_interval_samples",
