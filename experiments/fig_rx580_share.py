@@ -6,8 +6,8 @@
 The swarm is experiments/sweeps/rx580_share.toml (the quick start's mix over 40 peers, 0 to 90 %
 RX 580s, 5 seeds); the data centre is rx580_share_baselines.toml (its single-H100 and 8x H100
 cluster baselines, same seeds and budget). Runs missing under results/sweeps/ are run first.
-Writes `rx580_share.csv` (mean and sample standard deviation over the seeds that reach the
-target, and how many did) and `rx580_share.pdf`. Timings stand for the quick start's declared
+Writes `rx580_share.csv` (mean, sample standard deviation and 95 % interval half-width over
+the seeds that reach the target, and how many did) and `rx580_share.pdf`. Timings stand for the quick start's declared
 workload (ResNet-50) while the numerics are the digits MLP's: time, energy and CO2 to the target
 are the MLP's samples to it times ResNet-50's cost per sample, an assumption the figure states.
 `--smoke` (the tests): 10 peers, 1024 samples, 3 shares, 2 seeds, target 0.2, in a temporary folder.
@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import p2psim  # noqa: E402
-from p2psim.figures import FIGURES_DIR, to_target  # noqa: E402
+from p2psim.figures import FIGURES_DIR, interval95, to_target  # noqa: E402
 from p2psim.sweep import SweepSpec, load_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,7 @@ def table(smoke: bool = False, runs_dir: Path | None = None) -> pd.DataFrame:
     for measure in MEASURES:
         out[f"{measure}_mean"] = grouped[measure].mean()
         out[f"{measure}_std"] = grouped[measure].std()  # over the seeds that reached the target (ddof = 1)
+        out[f"{measure}_ci95"] = grouped[measure].agg(interval95)  # half-width of the 95 % interval of the mean
     out.insert(0, "target_accuracy", target)
     return out.reset_index()
 
@@ -78,7 +79,7 @@ def draw(data: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
     swarm = data[data["system"] == "home swarm"]
     for axis, (measure, (label, scale)) in zip(axes, MEASURES.items()):
-        axis.errorbar(100 * swarm["rx580_share"], swarm[f"{measure}_mean"] / scale, yerr=swarm[f"{measure}_std"] / scale,
+        axis.errorbar(100 * swarm["rx580_share"], swarm[f"{measure}_mean"] / scale, yerr=swarm[f"{measure}_ci95"] / scale,
                       marker="o", capsize=3, label="home swarm (40 peers)")
         for number, (_, row) in enumerate(data[data["system"] != "home swarm"].iterrows()):
             axis.axhline(row[f"{measure}_mean"] / scale, color=f"C{number + 1}", linestyle="--", label=row["system"])
@@ -88,7 +89,7 @@ def draw(data: pd.DataFrame, path: Path) -> None:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     target = data["target_accuracy"].iloc[0]
-    figure.suptitle(f"to accuracy {target:g}; mean and std over seeds. Timings: ResNet-50 (declared workload); numerics: "
+    figure.suptitle(f"to accuracy {target:g}; mean and 95 % interval over seeds. Timings: ResNet-50 (declared workload); numerics: "
                     "digits MLP, so 'to target' = MLP samples to it x ResNet-50 cost per sample (assumption)", fontsize=8)
     figure.savefig(path, metadata={"Creator": None, "Producer": None, "CreationDate": None})
     plt.close(figure)

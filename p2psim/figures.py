@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FIGURES_DIR", "add_figures_command", "figure_scripts", "make_figures", "to_target"]
+__all__ = ["FIGURES_DIR", "add_figures_command", "figure_scripts", "interval95", "make_figures", "to_target"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES_DIR = ROOT / "results" / "figures"
@@ -26,6 +26,15 @@ def to_target(table: pd.DataFrame, target: float, by: list[str],
     reached = table[table["accuracy"] >= target].groupby(by, sort=True)[list(measures)].first()
     runs = table[by].drop_duplicates().set_index(by).sort_index()
     return runs.join(reached).reset_index()
+
+
+def interval95(values: pd.Series) -> float:
+    """Half-width of the 95 % Student-t interval of the mean of `values` (NaNs dropped); NaN below two values."""
+    from scipy.stats import t
+
+    values = values.dropna()
+    n = len(values)
+    return float(t.ppf(0.975, n - 1) * values.std(ddof=1) / n**0.5) if n >= 2 else float("nan")
 
 
 def figure_scripts(root: Path = ROOT) -> list[Path]:

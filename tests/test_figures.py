@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 from p2psim.cli import main
-from p2psim.figures import ROOT, figure_scripts, to_target
+from p2psim.figures import ROOT, figure_scripts, interval95, to_target
 
 GOLDEN = ROOT / "experiments" / "golden"
 
@@ -19,6 +19,12 @@ def test_to_target_takes_the_first_recorded_tick_and_nan_for_a_run_that_never_re
     assert out["seed"].tolist() == [0, 1]
     assert out.loc[0, "time_s"] == 5.0 and out.loc[0, "energy_kwh"] == 2.0
     assert math.isnan(out.loc[1, "time_s"])
+
+
+def test_interval95_is_the_student_t_half_width_and_nan_below_two_values():
+    # values 1, 2, 3: sample std 1, t(0.975, 2 dof) = 4.302652729911275, so the half-width is 4.3027 / sqrt(3)
+    assert math.isclose(interval95(pd.Series([1.0, 2.0, 3.0, float("nan")])), 4.302652729911275 / 3**0.5, rel_tol=1e-9)
+    assert math.isnan(interval95(pd.Series([5.0])))
 
 
 def test_p2psim_figures_regenerates_every_committed_smoke_csv_exactly(tmp_path, capsys):
