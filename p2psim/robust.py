@@ -97,7 +97,8 @@ def trimmed_mean(x: torch.Tensor, f: int) -> torch.Tensor:
 def krum_scores(x: torch.Tensor, f: int) -> torch.Tensor:
     """Each row's Krum score: the sum of its squared distances to its k - f - 2 nearest other rows."""
     k = x.shape[0]
-    distances = torch.cdist(x.double(), x.double()).square()
+    # direct differences, not the Gram identity: identical rows are exactly 0 apart, so ties stay ties
+    distances = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist").square()
     distances.fill_diagonal_(float("inf"))
     return distances.sort(dim=1).values[:, : k - f - 2].sum(dim=1)
 
