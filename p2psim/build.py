@@ -14,11 +14,13 @@ import numpy as np
 from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
 from .engine import RunSetup
+from .faults import resolve_faults
 from .hardware import count_training_flops, load_devices, step_time_s
 from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
 from .seeding import stream
+from .stragglers import resolve_stragglers
 from .tasks import Task, TaskData
 from .topology import build_topology
 
@@ -114,6 +116,7 @@ def build_run(scenario: Scenario) -> RunSetup:
     catalogue = load_devices()
     devices = [catalogue[name] for name in expand_mix(peers.devices, n, "peers.devices")]
     link_names = _placed(peers.links, n, seed, 0, "peers.links")
+    mix_links = link_names  # as peers.links names them, before "fixed_regional" resolves per region
     regions: list[str | None] = _placed(peers.regions, n, seed, 1, "peers.regions") if peers.regions else [None] * n
     # "fixed_regional": each peer on its own region's fixed-line median (links.toml), the global one without a region
     link_names = [f"fixed_{r}" if name == "fixed_regional" and r else name for name, r in zip(link_names, regions)]
@@ -149,6 +152,10 @@ def build_run(scenario: Scenario) -> RunSetup:
         downlink_bytes_per_s=down,
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+        faults=None if scenario.faults is None else resolve_faults(scenario.faults, mix_links, regions),
+        stragglers=None if scenario.stragglers is None else resolve_stragglers(
+            scenario.stragglers, [d.name for d in devices], seed
+        ),
         byzantine=byzantine_peers(
             scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
         ),

@@ -24,12 +24,14 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from .attacks import Adversary
-from .hardware import Device, step_time_factor
+from .faults import LinkFaults
+from .hardware import Device
 from .metrics import Evaluator, consensus_distance
 from .network import Network
 from .optim import RowOptimizer, learning_rate
 from .payloads import RowPool
 from .seeding import stream
+from .stragglers import PeerTimings, StepClock
 from .tasks import TaskData
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class RunSetup:
     latency_s: Callable[[int, int], float]
     algorithm_class: type[Algorithm]
     byzantine: list[int] = field(default_factory=list)  # sorted; they lie in what they send (p2psim.attacks)
+    faults: LinkFaults | None = None  # message loss and cuts (p2psim.faults)
+    stragglers: PeerTimings | None = None  # slow-downs and throttling (p2psim.stragglers)
 
     @property
     def n_peers(self) -> int:
@@ -135,7 +139,8 @@ class World:
         self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers)  # rows the history describes
         self.model_bytes = setup.model_bytes
         self.network = Network(
-            self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s, scenario.network, scenario.seed
+            self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s, scenario.network, scenario.seed,
+            setup.faults,
         )
 
         self._progress = progress
@@ -148,9 +153,10 @@ class World:
         self._busy_since = np.zeros(self.n_peers)
         self._busy_total = np.zeros(self.n_peers)
         self._batch_rngs = [stream(scenario.seed, "batches", i) for i in range(self.n_peers)]
-        self._jitter_rngs = [stream(scenario.seed, "jitter", i) for i in range(self.n_peers)]
-        self._jitter = scenario.peers.jitter
-        self._distribution = scenario.peers.step_time_distribution
+        peers = scenario.peers
+        self._step_clock = StepClock(
+            setup.step_time_s, setup.stragglers, peers.step_time_distribution, peers.jitter, peers.pareto_alpha, scenario.seed
+        )
         self._partitions = setup.partitions
         self._in_flight = 0
 
@@ -196,8 +202,7 @@ class World:
         """Start a local gradient computation on `peer`'s current parameters."""
         if self._computing[peer]:
             raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
-        duration = float(self.setup.step_time_s[peer])
-        duration *= step_time_factor(self._jitter_rngs[peer], self._distribution, self._jitter)
+        duration = self._step_clock.duration(peer, self.now)
         local = self._partitions[peer]
         batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
         job = GradientJob(peer, self.now, int(self._versions[peer]), self.steps, batch, duration)
@@ -221,7 +226,7 @@ class World:
         slot = None if row is None else self.pool.store(row)
         message = Message(src, dst, kind, payload, nbytes, self.now, slot)
         self._in_flight += 1
-        self.network.send(src, dst, nbytes, lambda: self._deliver(message))
+        self.network.send(src, dst, nbytes, lambda: self._deliver(message), lambda: self._lose(message))
 
     def consume(self, job: GradientJob) -> torch.Tensor:
         """The job's gradient, to be applied now: counts its step and samples, and its staleness.
@@ -343,6 +348,13 @@ class World:
                 self.pool.release(message.slot)
                 message.row, message.slot = None, None
 
+    def _lose(self, message: Message) -> None:
+        """A fault lost the message on its way (p2psim.faults): it leaves the network, and no algorithm sees it."""
+        self._in_flight -= 1
+        if message.slot is not None:
+            self.pool.release(message.slot)
+            message.slot = None
+
     def _call(self, peer: int, hook: str, action: Callable[..., None], argument: Any) -> None:
         """Run an algorithm's `action(argument)` (or `action()` for a timer): a crash names the peer, time and hook."""
         try:
@@ -418,6 +430,7 @@ class World:
             "steps": self.steps,
             **model,
             "bytes_sent": float(self.network.bytes_sent.sum()),
+            **({"messages_lost": float(self.network.messages_lost)} if self.setup.faults is not None else {}),
             "row_staleness": window.row_staleness / window.consumed if window.consumed else math.nan,
             "global_delay": window.global_delay / window.consumed if window.consumed else math.nan,
             "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
@@ -515,6 +528,7 @@ class World:
             "max_gradient_batch": int(sizes.max()),
             "torch_threads": torch.get_num_threads(),
             "messages": int(self.network.messages_sent),
+            "messages_lost": int(self.network.messages_lost),
             "payload_rows_peak": self.pool.peak_in_use,
             **self._adversary_facts(),
             **self.algorithm.mixing().as_facts(),

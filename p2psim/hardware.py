@@ -31,7 +31,7 @@ __all__ = [
     "host_memory_bytes",
     "load_devices",
     "peak_flops",
-    "step_time_factor",
+    "step_time_factors",
     "step_time_s",
     "training_memory_bytes",
 ]
@@ -286,15 +286,24 @@ def format_device_table(devices: Mapping[str, Device] | None = None) -> str:
     return "\n".join([line.rstrip() for line in lines] + [""] + references)
 
 
-def step_time_factor(rng: np.random.Generator, distribution: str, jitter: float) -> float:
-    """Mean-one random factor on a step's modelled duration.
+def step_time_factors(
+    rng: np.random.Generator, distribution: str, jitter: float, size: int, pareto_alpha: float | None = None
+) -> list[float]:
+    """`size` mean-one random factors on steps' modelled durations, drawn in one call (the same values one at a time).
 
-    "lognormal": exp(jitter z - jitter^2 / 2), z standard normal (1 when jitter is 0).
+    "lognormal": exp(jitter z - jitter^2 / 2), z standard normal (1 when jitter is 0, without a draw).
     "exponential": an Exp(1) draw, so steps are memoryless, as the Poisson clocks of
     asynchronous gossip theory assume (Boyd et al., "Randomized gossip algorithms", 2006).
+    "pareto": heavy-tailed steps, a Pareto draw of shape alpha > 1 scaled to mean one,
+    (1 + Lomax(alpha)) (alpha - 1) / alpha; its variance is infinite for alpha <= 2. Why tails
+    matter: Dean & Barroso, "The tail at scale", CACM 56(2), 2013 (the shape is yours to set).
     """
     if distribution == "exponential":
-        return float(rng.exponential())
+        return rng.exponential(size=size).tolist()
+    if distribution == "pareto":
+        assert pareto_alpha is not None and pareto_alpha > 1
+        scale = (pareto_alpha - 1.0) / pareto_alpha
+        return ((1.0 + rng.pareto(pareto_alpha, size)) * scale).tolist()
     if jitter == 0:
-        return 1.0
-    return math.exp(jitter * rng.standard_normal() - 0.5 * jitter**2)
+        return [1.0] * size
+    return [math.exp(jitter * z - 0.5 * jitter**2) for z in rng.standard_normal(size).tolist()]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from .faults import LinkFaults, LossDraws, lost
 from .maxmin import max_min_rates
 from .netmodel import NetworkModel, VariabilitySpec, loss_limited_rate
 from .seeding import stream
@@ -47,6 +48,8 @@ class _Flow:
     latency_s: float
     nbytes: float
     on_delivered: Callable[[], None]
+    sent_s: float = 0.0
+    on_lost: Callable[[], None] | None = None
     rate_bytes_per_s: float = 0.0
     updated_s: float = 0.0
     token: int = 0
@@ -100,7 +103,8 @@ class Network:
     serialised the message propagates for ``latency_s(src, dst)`` (x TCP's latency factor),
     then ``on_delivered()`` is called. Without TCP or variability a lone message arrives
     after L + S / min(up, down); an empty one after L. Latency is not a link resource.
-    ``bytes_sent`` and ``bytes_received`` count bytes on the wire, overhead included.
+    ``bytes_sent`` and ``bytes_received`` count bytes on the wire, overhead included; a message
+    lost to a fault (`faults.LinkFaults`) counts in ``bytes_sent`` and ``messages_lost`` only.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Network:
         latency_s: Callable[[int, int], float],
         model: NetworkModel | None = None,
         seed: int = 0,
+        faults: LinkFaults | None = None,
     ) -> None:
         if len(uplink_bytes_per_s) != len(downlink_bytes_per_s):
             raise ValueError(
@@ -143,9 +148,23 @@ class Network:
         self.bytes_sent = np.zeros(self.n_peers, dtype=np.float64)
         self.bytes_received = np.zeros(self.n_peers, dtype=np.float64)
         self.messages_sent = 0
+        self.messages_lost = 0
+        self._faults = faults
+        self._loss_draws = LossDraws(stream(seed, "message_loss")) if faults is not None and faults.random_loss else None
 
-    def send(self, src: int, dst: int, nbytes: float, on_delivered: Callable[[], None]) -> None:
-        """Start sending ``nbytes`` from ``src`` to ``dst``; ``on_delivered()`` runs at arrival time."""
+    def send(
+        self,
+        src: int,
+        dst: int,
+        nbytes: float,
+        on_delivered: Callable[[], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        """Start sending ``nbytes`` from ``src`` to ``dst``; ``on_delivered()`` runs at arrival time.
+
+        A message the network's faults lose (`faults.py`: lost at the receiver, after its full
+        transfer) calls ``on_lost()`` at its arrival time instead, if given, and nothing else.
+        """
         for name, peer in (("src", src), ("dst", dst)):
             if not 0 <= peer < self.n_peers:
                 raise ValueError(f"{name}={peer} is not a peer in 0..{self.n_peers - 1}")
@@ -170,6 +189,8 @@ class Network:
             latency_s=latency_s * self._latency_factor,
             nbytes=wire_bytes,
             on_delivered=on_delivered,
+            sent_s=self.env.now,
+            on_lost=on_lost,
             updated_s=self.env.now,
         )
         if flow.remaining_bytes <= flow.crumb_bytes:
@@ -323,6 +344,12 @@ class Network:
         arrived.callbacks.append(lambda _event: self._deliver(flow))
 
     def _deliver(self, flow: _Flow) -> None:
-        """The message has arrived: count its bytes, then hand it to the receiver."""
+        """The message has arrived: count its bytes, then hand it to the receiver (unless a fault lost it)."""
+        faults = self._faults
+        if faults is not None and lost(faults, self._loss_draws, flow.src, flow.dst, flow.sent_s, self.env.now):
+            self.messages_lost += 1
+            if flow.on_lost is not None:
+                flow.on_lost()
+            return
         self.bytes_received[flow.dst] += flow.nbytes
         flow.on_delivered()

@@ -27,10 +27,12 @@ from .adversary import AdversarySpec
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
 from .energy_spec import EnergySpec
+from .faults import FaultsSpec
 from .hardware import PRECISIONS
 from .netmodel import NetworkModel
 from .overrides import apply_overrides, set_dotted
 from .partition import PARTITIONS
+from .stragglers import StragglersSpec
 from .tasks import TASKS, Task
 from .topology import MIXING_RULES, TOPOLOGY_PARAMS, edges_of
 from .workloads import load_workloads
@@ -55,7 +57,7 @@ __all__ = [
     "set_dotted",
 ]
 
-STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential")
+STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential", "pareto")
 NUMERICS = ("eager", "none")  # "none": cost-only, see EngineSpec
 MAX_PEERS = 10**6  # peers are rows of one tensor; beyond this the per-peer bookkeeping alone fills a machine
 MAX_SECONDS = 1e12  # ~31,700 years of simulated time: longer spans no run records at all
@@ -162,12 +164,19 @@ class PeersSpec:
     step_overhead_s: float = bounded(1e-3, low=0, high=3600)
     # sigma of a mean-one log-normal factor on each step's duration; beyond 2 most steps take almost no time
     jitter: float = bounded(0.0, low=0, high=2)
-    step_time_distribution: str = "lognormal"  # or "exponential": memoryless steps (Poisson clocks)
+    step_time_distribution: str = "lognormal"  # or "exponential": memoryless steps (Poisson clocks); or "pareto"
+    # shape of the mean-one Pareto factor (step_time_distribution = "pareto"): heavy-tailed, infinite variance <= 2
+    pareto_alpha: float | None = bounded(None, low=1, high=100, low_open=True, why="alpha <= 1 has no finite mean")
 
     def __post_init__(self) -> None:
         check_ranges(self)
         _one_of(self.precision, PRECISIONS, "precision", "precision ")
         _one_of(self.step_time_distribution, STEP_TIME_DISTRIBUTIONS, "step_time_distribution", "distribution ")
+        _require(
+            (self.pareto_alpha is not None) == (self.step_time_distribution == "pareto"),
+            "pareto_alpha",
+            "is required when step_time_distribution = 'pareto', and allowed only then",
+        )
         count = self.count
         for name in ("devices", "links", "regions"):
             mix = getattr(self, name)
@@ -359,6 +368,8 @@ class Scenario:
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
     energy: EnergySpec = field(default_factory=EnergySpec)  # kWh, CO2 and money: clock, sites, grids, choices
+    faults: FaultsSpec | None = None  # message loss, link failures, partitions (faults.py)
+    stragglers: StragglersSpec | None = None  # slow peers and throttling (stragglers.py)
     adversary: AdversarySpec | None = None  # Byzantine peers and their attack (adversary.py, attacks.py)
 
     def __post_init__(self) -> None:

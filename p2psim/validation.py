@@ -34,10 +34,12 @@ from .budget import (
 )
 from .build import build_graph, build_task, bytes_per_element, link_catalogue, peer_partitions
 from .config import Range, ScenarioError, warn
+from .faults import check_faults
 from .hardware import host_memory_bytes, load_devices, training_memory_bytes
 from .links import load_regions
 from .result import MAIN_RUN
 from .scenario import Scenario
+from .stragglers import check_stragglers
 from .tasks import TASKS, TaskSizes
 
 __all__ = ["LR_RANGE", "MAX_NAME_LENGTH", "Progress", "check_fits", "check_name", "field_limits", "limits_table",
@@ -116,6 +118,10 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
     _known(peers.utilisation, peers.devices, "peers.utilisation", "device (not in peers.devices)")
     _known(peers.links, links, "peers.links", "link")
     _known(peers.regions, load_regions(), "peers.regions", "region")
+    if scenario.faults is not None:
+        check_faults(scenario.faults, peers.count, list(peers.regions), list(peers.links))
+    if scenario.stragglers is not None:
+        check_stragglers(scenario.stragglers, peers.count, list(peers.devices))
     _known([scenario.algorithm.name], IMPLEMENTATIONS, "algorithm.name", "algorithm")
     LR_RANGE.check(scenario.algorithm.lr, "algorithm.lr")
     _check_baselines(scenario, devices, links)
