@@ -20,22 +20,33 @@ Options:
   `dc_adaptive` (DC-ASGD-a): lambda = dc_lambda / sqrt(MeanSquare + 1e-7), with
   MeanSquare <- m MeanSquare + (1 - m) g*g over every gradient received, m = `dc_momentum`.
 
+Byzantine-robust buffers, BASGD (Yang, Li, "Buffered Asynchronous SGD for Byzantine Learning",
+ICML 2021, https://arxiv.org/abs/2003.00937): with `buffers` = B > 0 the server adds worker w's
+gradient to the running mean of buffer (w's position among the workers) mod B and replies at
+once; when every buffer holds at least one gradient it steps with the `[algorithm.aggregation]`
+rule over the B buffer means (`p2psim.robust`) and empties them. f Byzantine workers spoil at
+most f buffers, so a rule that tolerates f of B inputs holds. B = 0: each gradient on arrival.
+
 What is sent: each gradient, `model_bytes` up; each reply, the model, `model_bytes` down. The
 model a worker adopts is the copy the server sent, as it left.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from ..config import ScenarioError, bounded, check_ranges
+from ..robust import Aggregation, aggregate
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from ..engine import GradientJob, Message, World
 
 __all__ = ["AsyncPS", "AsyncPSConfig"]
@@ -52,10 +63,16 @@ class AsyncPSConfig(ServerConfig):
     dc_adaptive: bool = False
     # the paper's m for MeanSquare
     dc_momentum: float = bounded(0.95, low=0, high=1, high_open=True, why="m = 1 would never update MeanSquare")
+    buffers: int = bounded(0, low=0, high=10**6, why="BASGD's B; at most the workers, checked against the peers")
+    aggregation: Aggregation = field(default_factory=Aggregation)  # over the B buffers' means
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self)
+        if self.aggregation.rule != "mean" and self.buffers == 0:
+            raise ScenarioError("buffers", f"must be > 0 for aggregation.rule = {self.aggregation.rule!r} (BASGD's B), got 0")
+        if self.buffers and (self.staleness_aware or self.dc_lambda > 0):
+            raise ScenarioError("buffers", "steps with buffer aggregates, not per gradient: set staleness_aware = false, dc_lambda = 0")
         if self.dc_adaptive and self.dc_lambda == 0:
             raise ScenarioError("dc_lambda", "must be > 0 when dc_adaptive = true (it is lambda_0), got 0.0")
 
@@ -68,6 +85,15 @@ class AsyncPS(ServerAlgorithm):
     config_class = AsyncPSConfig
     byzantine_surface = "the gradient each worker pushes"
 
+    @classmethod
+    def check_graph(cls, config: AsyncPSConfig, graph: nx.Graph) -> None:
+        super().check_graph(config, graph)
+        workers = graph.number_of_nodes() - 1
+        if config.buffers > workers:
+            raise ScenarioError("algorithm.buffers", f"must be in [0, {workers}] (a buffer per worker at most), got {config.buffers}")
+        if config.buffers:
+            config.aggregation.check_inputs(config.buffers, "algorithm.aggregation")
+
     def __init__(self, config: AsyncPSConfig, world: World):
         super().__init__(config, world)
         self.updates = 0  # gradients the server has applied
@@ -75,6 +101,10 @@ class AsyncPS(ServerAlgorithm):
         compensate = config.dc_lambda > 0
         self._pulled = world.params.clone() if compensate else None  # row w: the model worker w pulled
         self._mean_square = torch.zeros(world.params.shape[1]) if config.dc_adaptive else None
+        self._buffers = torch.zeros(config.buffers, world.params.shape[1]) if config.buffers else None
+        self._buffered = np.zeros(config.buffers, dtype=np.int64)  # gradients in each buffer since the last step
+        self._buffer_of = {worker: i % config.buffers for i, worker in enumerate(self.workers)} if config.buffers else {}
+        self._center = torch.zeros(world.params.shape[1])  # the previous aggregate: centered_clip's start
 
     def on_gradient(self, job: GradientJob) -> None:
         world = self.world
@@ -88,6 +118,10 @@ class AsyncPS(ServerAlgorithm):
             return
         worker = message.src
         world.consume(message.payload)
+        if self._buffers is not None:
+            self._buffer(worker, message.row)
+            world.send(self.server, worker, world.model_bytes, "model", row=world.params[self.server])
+            return
         staleness = self.updates - self._pulled_at[worker]
         scale = 1.0 / max(staleness, 1) if self.config.staleness_aware else 1.0
         world.apply_gradient(self.server, self.compensated(worker, message.row), scale)
@@ -97,6 +131,18 @@ class AsyncPS(ServerAlgorithm):
         if self._pulled is not None:
             self._pulled[worker].copy_(model)
         world.send(self.server, worker, world.model_bytes, "model", row=model)
+
+    def _buffer(self, worker: int, grad: torch.Tensor) -> None:
+        """BASGD: fold `grad` into its buffer's mean; once no buffer is empty, step with the rule over them."""
+        b = self._buffer_of[worker]
+        self._buffered[b] += 1
+        self._buffers[b].add_(grad - self._buffers[b], alpha=1.0 / self._buffered[b])
+        if self._buffered.all():
+            self._center = aggregate(self._buffers, self.config.aggregation, self._center)
+            self.world.apply_gradient(self.server, self._center)
+            self.updates += 1
+            self._buffers.zero_()
+            self._buffered[:] = 0
 
     def compensated(self, worker: int, grad: torch.Tensor) -> torch.Tensor:
         """The gradient the server applies for `worker`: `grad` itself, or DC-ASGD's compensated one."""
