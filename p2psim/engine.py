@@ -24,6 +24,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from .attacks import Adversary
+from .compression import Wire
 from .faults import LinkFaults
 from .hardware import Device
 from .metrics import Evaluator, consensus_distance
@@ -138,6 +139,7 @@ class World:
         self.honest_peers = [peer for peer in range(self.n_peers) if peer not in set(setup.byzantine)]
         self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers)  # rows the history describes
         self.model_bytes = setup.model_bytes
+        self.wire = Wire(scenario.network.compression, scenario.peers.precision, self.params.shape[1], self.model_bytes, scenario.seed)
         self.network = Network(
             self.env, setup.uplink_bytes_per_s, setup.downlink_bytes_per_s, setup.latency_s, scenario.network, scenario.seed,
             setup.faults,
@@ -214,16 +216,22 @@ class World:
         return job
 
     def send(
-        self, src: int, dst: int, nbytes: float, kind: str, payload: Any = None, row: torch.Tensor | None = None
+        self, src: int, dst: int, nbytes: float, kind: str, payload: Any = None, row: torch.Tensor | None = None,
+        encoded: bool = False,
     ) -> None:
         """Send `nbytes` from `src` to `dst`; the algorithm's `on_message` runs when it has arrived.
 
         `row` (a parameter-sized tensor, e.g. `world.params[src]`) is copied now, at send
-        time, and reaches the receiver as `message.row`: what was sent, as it left.
+        time, and reaches the receiver as `message.row`: what was sent, as it left, decoded
+        from the scenario's wire format (`self.wire`), whose bytes replace the `model_bytes`
+        that `nbytes` counts for it. `encoded`: the caller encoded the row already
+        (`self.wire.encode_`) and `nbytes` counts it, as when one compressed row goes to several peers.
         """
         if row is not None and self.adversary is not None:
             row = self.adversary.outgoing(src, kind, row)
         slot = None if row is None else self.pool.store(row)
+        if slot is not None and not encoded and not self.wire.identity:
+            nbytes += self.wire.encode_(src, self.pool.row(slot), kind in self.algorithm.update_kinds) - self.model_bytes
         message = Message(src, dst, kind, payload, nbytes, self.now, slot)
         self._in_flight += 1
         self.network.send(src, dst, nbytes, lambda: self._deliver(message), lambda: self._lose(message))

@@ -25,6 +25,7 @@ import tomli_w
 
 from .adversary import AdversarySpec
 from .algorithms import ALGORITHMS, AlgorithmConfig
+from .compression import CompressionSpec
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
 from .energy_spec import EnergySpec
 from .faults import FaultsSpec
@@ -147,6 +148,7 @@ class NetworkSpec(NetworkModel):
     """How links are shared and used (fields of `NetworkModel`), and link profiles beyond the catalogue's."""
 
     links: tuple[LinkSpec, ...] = ()
+    compression: CompressionSpec | None = None  # None: rows travel at peers.precision (p2psim.compression)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from .budget import (
     peer_step_times,
 )
 from .build import build_graph, build_task, bytes_per_element, link_catalogue, peer_partitions
+from .compression import check_compression
 from .config import Range, ScenarioError, warn
 from .faults import check_faults
 from .hardware import host_memory_bytes, load_devices, training_memory_bytes
@@ -123,6 +124,8 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
     if scenario.stragglers is not None:
         check_stragglers(scenario.stragglers, peers.count, list(peers.devices))
     _known([scenario.algorithm.name], IMPLEMENTATIONS, "algorithm.name", "algorithm")
+    check_compression(scenario.network.compression, peers.precision, IMPLEMENTATIONS[scenario.algorithm.name],
+                      scenario.workload is not None)
     LR_RANGE.check(scenario.algorithm.lr, "algorithm.lr")
     _check_baselines(scenario, devices, links)
 

@@ -38,6 +38,7 @@ class AllReduce(Algorithm):
 
     name = "allreduce"
     config_class = AllReduceConfig
+    carries_rows = False
 
     def start(self) -> None:
         self._ready: list[GradientJob] = []

@@ -83,6 +83,7 @@ class AsyncPS(ServerAlgorithm):
 
     name = "async_ps"
     config_class = AsyncPSConfig
+    update_kinds = ("gradient",)
     byzantine_surface = "the gradient each worker pushes"
 
     @classmethod

@@ -46,6 +46,9 @@ class Algorithm:
     name: ClassVar[str]
     config_class: ClassVar[type[AlgorithmConfig]]
     needs_connected_graph: ClassVar[bool] = False
+    # message kinds whose row is a gradient or a difference, not a model: a sparsifier and error feedback apply to them
+    update_kinds: ClassVar[tuple[str, ...]] = ()
+    carries_rows: ClassVar[bool] = True  # False: messages carry bytes only, the numerics average exactly
     # what a Byzantine peer corrupts here (rows it sends through `World.send`); "" refuses an adversary, as where
     # peers' rows combine without a message carrying them and an attack could not act
     byzantine_surface: ClassVar[str] = ""

@@ -75,6 +75,7 @@ class DiLoCo(FedAvg):
     name = "diloco"
     config_class = DiLoCoConfig
     reply_kind = "delta"
+    update_kinds = ("delta",)
 
     def start(self) -> None:
         world = self.world

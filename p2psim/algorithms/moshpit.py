@@ -94,6 +94,7 @@ class Moshpit(Algorithm):
 
     name = "moshpit"
     config_class = MoshpitConfig
+    carries_rows = False
 
     @classmethod
     def check_graph(cls, config: MoshpitConfig, graph: nx.Graph) -> None:

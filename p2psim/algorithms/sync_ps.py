@@ -59,6 +59,7 @@ class SyncPS(ServerAlgorithm):
 
     name = "sync_ps"
     config_class = SyncPSConfig
+    update_kinds = ("gradient",)
     byzantine_surface = "the gradient each worker pushes"
 
     @classmethod
