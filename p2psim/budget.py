@@ -15,8 +15,10 @@ import torch
 
 from .build import bytes_per_element
 from .engine import MAX_HISTORY_ROWS
-from .hardware import activation_bytes_per_sample, count_training_flops, load_devices, step_time_s
+from .hardware import activation_bytes_per_sample, count_training_flops, load_devices
+from .netmodel import TcpSpec, loss_limited_rate
 from .scenario import LinkSpec, Scenario, TopologySpec, mix_counts
+from .stepmodel import activations_at_precision, device_step_s, scenario_work
 from .tasks import Task, TaskSizes
 from .tasks.base import BUILD_RATES
 
@@ -27,6 +29,7 @@ __all__ = [
     "ModelCost",
     "end_time_lower_s",
     "first_message_lower_s",
+    "tcp_transfer_lower_s",
     "gradient_steps_upper",
     "graph_build_s",
     "graph_edges",
@@ -113,12 +116,10 @@ def model_cost(scenario: Scenario) -> ModelCost:
 def peer_step_times(scenario: Scenario, cost: ModelCost) -> dict[str, tuple[int, float]]:
     """Device name -> (peers on it, modelled seconds of one local step without jitter)."""
     peers, catalogue = scenario.peers, load_devices()
+    work = scenario_work(scenario, cost.timing_params, cost.timing_flops_per_step,
+                         activations_at_precision(scenario, cost.timing_activation_bytes_per_sample))
     return {
-        name: (
-            count,
-            step_time_s(cost.timing_flops_per_step, catalogue[name], peers.precision,
-                        peers.utilisation.get(name), peers.step_overhead_s),
-        )
+        name: (count, device_step_s(scenario, catalogue[name], work))
         for name, count in mix_counts(peers.devices, peers.count, "peers.devices").items()
         if count > 0
     }
@@ -163,14 +164,57 @@ def host_seconds(scenario: Scenario, cost: ModelCost, n_steps: float) -> float:
 def first_message_lower_s(scenario: Scenario, cost: ModelCost, links: dict[str, LinkSpec]) -> tuple[float, str]:
     """Simulated seconds before any model message can have arrived, and the fastest link's name.
 
-    A message leaves at its sender's uplink rate and arrives at its receiver's downlink
-    rate, after both ends' access latency: none is faster than the fastest profile's.
+    A lower bound under every network option. A message of the model's bytes plus
+    `message_overhead_bytes` leaves no faster than the fastest profile's min(up, down) (x TCP's
+    goodput factor) and arrives after the least latency a path can have: twice the smallest
+    access latency, or the smallest explicit edge latency (x TCP's latency factor; an edge
+    list's file is not read, so there it is 0). Slow start can only add time; it is counted
+    round trip by round trip at that least latency, where windows grow fastest. With
+    bandwidth variability a link's log-normal factor has no upper bound, so the transfer term
+    is dropped and the bound is the latency alone.
     """
+    network = scenario.network
     names = [name for name, count in mix_counts(scenario.peers.links, scenario.peers.count, "peers.links").items() if count]
     best = max(names, key=lambda name: min(links[name].up_mbps, links[name].down_mbps))
-    rate_bytes_s = min(links[best].up_mbps, links[best].down_mbps) * 1e6 / 8
     latency_s = 2 * min(links[name].latency_ms for name in names) / 1e3
-    return latency_s + cost.model_bytes / rate_bytes_s, best
+    topology = scenario.topology
+    if topology.kind == "edge_list":
+        latency_s = 0.0
+    elif topology.kind == "edges" and topology.edges and len(topology.edges[0]) == 3:
+        latency_s = min(latency_s, min(edge[2] for edge in topology.edges) / 1e3)
+    tcp = network.tcp
+    wait_s = latency_s * (tcp.latency_factor if tcp is not None else 1.0)
+    if network.variability is not None:
+        return wait_s, best
+    rate_bytes_s = min(links[best].up_mbps, links[best].down_mbps) * 1e6 / 8 * (tcp.bandwidth_factor if tcp else 1.0)
+    nbytes = cost.model_bytes + network.message_overhead_bytes
+    if tcp is None:
+        return wait_s + nbytes / rate_bytes_s, best
+    return wait_s + tcp_transfer_lower_s(nbytes, rate_bytes_s, 2 * latency_s, tcp), best
+
+
+def tcp_transfer_lower_s(nbytes: float, rate_bytes_s: float, rtt_s: float, tcp: TcpSpec) -> float:
+    """Seconds to serialise `nbytes` at most `rate_bytes_s`, within TCP's window and loss-limited caps at `rtt_s`.
+
+    As `network.Network` runs a flow alone on its links: in slow start the rate is at most
+    window / RTT, the window doubling every RTT from its initial size, under the ceiling
+    min(max window / RTT, Mathis's rate). No RTT: no window limits.
+
+    Seven round trips carry 14.6 kB x (2^7 - 1) = 1.85 MB; the eighth window, 1.87 MB, the remaining 1.15 MB:
+
+    >>> round(tcp_transfer_lower_s(3e6, 1e9, 0.1, TcpSpec()), 4)  # 0.7 s + 1.1458e6 / 1.8688e7 B/s
+    0.7613
+    """
+    if rtt_s == 0.0:
+        return nbytes / rate_bytes_s
+    ceiling = min(rate_bytes_s, tcp.max_window_bytes / rtt_s, loss_limited_rate(tcp.mss_bytes, rtt_s, tcp.loss_rate))
+    window = float(tcp.initial_window_segments * tcp.mss_bytes) if tcp.slow_start else math.inf
+    elapsed, left = 0.0, nbytes
+    while True:
+        rate = min(ceiling, window / rtt_s)
+        if rate >= ceiling or left <= rate * rtt_s:
+            return elapsed + left / rate
+        elapsed, left, window = elapsed + rtt_s, left - rate * rtt_s, 2 * window
 
 
 def graph_edges(topology: TopologySpec, n: int) -> float:

@@ -14,12 +14,14 @@ import numpy as np
 from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
 from .engine import RunSetup
+from .availability import build_availability
 from .faults import resolve_faults
-from .hardware import count_training_flops, load_devices, step_time_s
+from .hardware import count_training_flops, load_devices
 from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
 from .seeding import stream
+from .stepmodel import device_step_s, scenario_work, timing_activation_bytes
 from .stragglers import resolve_stragglers
 from .tasks import Task, TaskData
 from .topology import build_topology
@@ -124,9 +126,8 @@ def build_run(scenario: Scenario) -> RunSetup:
     partitions = peer_partitions(scenario, task) if task is not None else [COST_ONLY_SHARD] * n
 
     n_params, flops = model_shape(scenario)
-    step = np.array(
-        [step_time_s(flops, d, peers.precision, peers.utilisation.get(d.name), peers.step_overhead_s) for d in devices]
-    )
+    work = scenario_work(scenario, n_params, flops, timing_activation_bytes(scenario))
+    step = np.array([device_step_s(scenario, d, work) for d in devices])
 
     graph = build_graph(scenario)
 
@@ -152,11 +153,14 @@ def build_run(scenario: Scenario) -> RunSetup:
         downlink_bytes_per_s=down,
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+        byzantine=byzantine_peers(
+            scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
+        ),
         faults=None if scenario.faults is None else resolve_faults(scenario.faults, mix_links, regions),
         stragglers=None if scenario.stragglers is None else resolve_stragglers(
             scenario.stragglers, [d.name for d in devices], seed
         ),
-        byzantine=byzantine_peers(
-            scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
+        availability=None if scenario.churn is None else build_availability(
+            scenario.churn, [d.name for d in devices], mix_links, regions, seed
         ),
     )

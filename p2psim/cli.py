@@ -1,4 +1,4 @@
-"""`p2psim run | sweep | reproduce | plot | validate | devices | algorithms | grids | figures`: a thin wrapper over the Python API.
+"""`p2psim run | sweep | reproduce | plot | validate | calibrate | devices | algorithms | grids | figures`: a thin wrapper over the Python API.
 
 Bad input ends with one clear message on stderr and exit status 2, never a traceback.
 Exit status 1 means a bug in p2psim itself: one line asks to report it, and the
@@ -119,6 +119,30 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate, format_calibrations, task_from_options, write_result
+    from .tasks import TASKS
+
+    names = [n for n, cls in TASKS.items() if cls.__module__.startswith("p2psim.")] if args.task == "all" else [args.task]
+    results = []
+    try:
+        for name in names:
+            task = task_from_options(name, _parse_overrides(args.set) if args.task != "all" else {})
+            results.append(calibrate(task, args.device, args.as_device, args.batch_size, args.precision,
+                                     args.optimizer, args.steps))
+    except (ValueError, TypeError) as error:
+        raise InputError(str(error)) from None
+    print(format_calibrations(results))
+    if args.write:
+        for result in results:
+            try:
+                name, value = write_result(args.write, result)
+            except ValueError as error:
+                raise InputError(str(error)) from None
+            print(f"{args.write}: devices.{result.device}.{name} = {value:.3g} (from task {result.task})")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from .scenario import load_scenario
 
@@ -189,6 +213,19 @@ def _parser() -> argparse.ArgumentParser:
 
     grids = commands.add_parser("grids", help="print the carbon-intensity, price, PUE, embodied and rental catalogues")
     grids.set_defaults(handler=_grids)
+
+    calibrate = commands.add_parser("calibrate", help="time real training steps here; compare with the compute model")
+    calibrate.add_argument("task", help="a task name, or 'all' for every shipped task at its default size")
+    calibrate.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where torch runs the steps")
+    calibrate.add_argument("--as", dest="as_device", metavar="DEVICE",
+                           help="the catalogue device predicted (default on CUDA: the GPU's own; required on CPU)")
+    calibrate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a task option, e.g. width=256")
+    calibrate.add_argument("--batch-size", type=int, default=32)
+    calibrate.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    calibrate.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd")
+    calibrate.add_argument("--steps", type=int, default=10, help="timed steps (after 3 untimed); the median is kept")
+    calibrate.add_argument("--write", metavar="FILE", help="write the measured efficiency into this calibration file")
+    calibrate.set_defaults(handler=_calibrate)
 
     validate = commands.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("scenario")

@@ -27,8 +27,10 @@ from .adversary import AdversarySpec
 from .algorithms import ALGORITHMS, AlgorithmConfig
 from .compression import CompressionSpec
 from .config import INT64_MAX, ScenarioError, bounded, check_ranges, parse_dataclass, to_plain
+from .churn_spec import ChurnSpec
 from .energy_spec import EnergySpec
 from .faults import FaultsSpec
+from .footprint import OFFLOADS
 from .hardware import PRECISIONS
 from .netmodel import NetworkModel
 from .overrides import apply_overrides, set_dotted
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential", "pareto")
-NUMERICS = ("eager", "none")  # "none": cost-only, see EngineSpec
+NUMERICS = ("eager", "deferred", "none")  # "deferred": p2psim.dataflow; "none": cost-only, see EngineSpec
 MAX_PEERS = 10**6  # peers are rows of one tensor; beyond this the per-peer bookkeeping alone fills a machine
 MAX_SECONDS = 1e12  # ~31,700 years of simulated time: longer spans no run records at all
 RATE_MBPS = dict(low=1e-3, high=1e9, why="1 kbit/s to 1 Pbit/s")
@@ -169,10 +171,15 @@ class PeersSpec:
     step_time_distribution: str = "lognormal"  # or "exponential": memoryless steps (Poisson clocks); or "pareto"
     # shape of the mean-one Pareto factor (step_time_distribution = "pareto"): heavy-tailed, infinite variance <= 2
     pareto_alpha: float | None = bounded(None, low=1, high=100, low_open=True, why="alpha <= 1 has no finite mean")
+    # recompute activations in the backward: 2/sqrt(layers) of them kept, one more forward (footprint.py)
+    activation_checkpointing: bool = False
+    offload: str = "none"  # or "optimizer": master weights and optimizer state in host memory (ZeRO-Offload)
+    calibration: str = ""  # a calibration file (p2psim calibrate --write): measured efficiencies per device
 
     def __post_init__(self) -> None:
         check_ranges(self)
         _one_of(self.precision, PRECISIONS, "precision", "precision ")
+        _one_of(self.offload, OFFLOADS, "offload", "offload ")
         _one_of(self.step_time_distribution, STEP_TIME_DISTRIBUTIONS, "step_time_distribution", "distribution ")
         _require(
             (self.pareto_alpha is not None) == (self.step_time_distribution == "pareto"),
@@ -370,9 +377,10 @@ class Scenario:
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
     energy: EnergySpec = field(default_factory=EnergySpec)  # kWh, CO2 and money: clock, sites, grids, choices
+    adversary: AdversarySpec | None = None  # Byzantine peers and their attack (adversary.py, attacks.py)
     faults: FaultsSpec | None = None  # message loss, link failures, partitions (faults.py)
     stragglers: StragglersSpec | None = None  # slow peers and throttling (stragglers.py)
-    adversary: AdversarySpec | None = None  # Byzantine peers and their attack (adversary.py, attacks.py)
+    churn: ChurnSpec | None = None  # peers leaving, returning and crashing (churn_spec.py, churn.py)
 
     def __post_init__(self) -> None:
         check_ranges(self)

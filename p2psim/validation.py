@@ -32,14 +32,16 @@ from .budget import (
     model_cost,
     peer_step_times,
 )
-from .build import build_graph, build_task, bytes_per_element, link_catalogue, peer_partitions
+from .build import build_graph, build_task, link_catalogue, peer_partitions
 from .compression import check_compression
 from .config import Range, ScenarioError, warn
 from .faults import check_faults
-from .hardware import host_memory_bytes, load_devices, training_memory_bytes
+from .calibration import read_calibration
+from .hardware import host_memory_bytes, load_devices, supported_precisions
 from .links import load_regions
 from .result import MAIN_RUN
 from .scenario import Scenario
+from .stepmodel import activations_at_precision, memory_need
 from .stragglers import check_stragglers
 from .tasks import TASKS, TaskSizes
 
@@ -123,18 +125,24 @@ def validate_scenario(scenario: Scenario, progress: Progress | None = None) -> N
         check_faults(scenario.faults, peers.count, list(peers.regions), list(peers.links))
     if scenario.stragglers is not None:
         check_stragglers(scenario.stragglers, peers.count, list(peers.devices))
+    if scenario.churn is not None:
+        scenario.churn.check_peers(peers.count, {*peers.devices, *peers.links, *peers.regions})
     _known([scenario.algorithm.name], IMPLEMENTATIONS, "algorithm.name", "algorithm")
     check_compression(scenario.network.compression, peers.precision, IMPLEMENTATIONS[scenario.algorithm.name],
                       scenario.workload is not None)
     LR_RANGE.check(scenario.algorithm.lr, "algorithm.lr")
     _check_baselines(scenario, devices, links)
+    _check_precision(scenario)
+    if peers.calibration:
+        read_calibration(peers.calibration)
 
     sizes = scenario.task.sizes()
     if scenario.data.partition != "iid" and sizes.n_classes is None:
         raise ScenarioError(
             "data.partition",
             f"{scenario.data.partition!r} splits by label and needs a classification task; "
-            f"task {scenario.task.name!r} is a regression (allowed: iid)",
+            f"task {scenario.task.name!r} has no single class label per sample (a regression, or a language "
+            f"model's target per position) (allowed: iid)",
         )
     learners = len(IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, peers.count))
     data_checks = not scenario.engine.cost_only  # cost-only runs hold no data
@@ -368,33 +376,49 @@ def _warn_short_shards(scenario: Scenario, short: int, smallest: int) -> None:
 
 
 def check_fits(scenario: Scenario, cost: ModelCost | None = None) -> None:
-    """A model that does not fit a device's memory is an error that says so (DESIGN decision 2).
+    """A model that does not fit a device's memory is an error that says so, for every device that fails (DESIGN 2).
 
-    A peer needs its weights, their gradient and one received model copy
-    (3 x params x bytes per element) plus the activations of its whole local batch.
-    A centralized baseline whose per-device batch's activations do not fit accumulates
-    gradients over micro-batches instead: the same FLOPs, so the same modelled step
-    time. A baseline therefore fails only if the three parameter-sized tensors plus
-    one sample's activations do not fit. Sizes come from the meta-device model, so
-    nothing is built.
+    A peer needs weights, gradients and optimizer state (by precision and optimizer,
+    `footprint.parameter_bytes`), one received model, and the activations of its whole
+    local batch (fewer with `peers.activation_checkpointing`; no optimizer state with
+    `peers.offload = "optimizer"`). A centralized baseline whose per-device batch's
+    activations do not fit accumulates gradients over micro-batches instead (the same
+    FLOPs), so it fails only if one sample does not fit. Sizes come from the
+    meta-device model, so nothing is built; one error lists every failing device.
     """
     cost = model_cost(scenario) if cost is None else cost
-    n_params, activations = cost.timing_params, cost.timing_activation_bytes_per_sample
-    element = bytes_per_element(scenario.peers.precision)
+    activations = activations_at_precision(scenario, cost.timing_activation_bytes_per_sample)
     catalogue = load_devices()
     batch = scenario.data.batch_size
-    uses = [("peers.devices", name, batch, f"batch {batch} x activations") for name in scenario.peers.devices]
-    for i, baseline in enumerate(scenario.baselines):
-        uses.append(
-            (f"baselines[{i}].device", baseline.device, 1,
-             "one sample's activations: a baseline accumulates gradients over micro-batches")
+    uses = {("peers.devices", batch, f"per peer with batch {batch}"): list(scenario.peers.devices)}
+    if scenario.baselines:
+        what = "per baseline device with 1 sample (it accumulates micro-batches)"
+        uses[("baselines[0].device", 1, what)] = [b.device for b in scenario.baselines]
+    failures, fields = [], []
+    for (field, samples, what), names in uses.items():
+        need = memory_need(scenario, cost.timing_params, samples, activations)
+        short = [f"{name!r} has {catalogue[name].memory_gb:g}" for name in dict.fromkeys(names)
+                 if need.total > catalogue[name].memory_gb * 1e9]
+        if short:
+            fields.append(field)
+            failures.append(f"training needs {need.total / 1e9:.3g} GB {what} ({need.describe()} GB): "
+                            + ", ".join(short) + " GB")
+    if failures:
+        raise ScenarioError(
+            fields[0],
+            f"the model ({cost.timing_params:.3g} params, {scenario.peers.precision}, "
+            f"{scenario.algorithm.optimizer.name}) does not fit: " + "; ".join(failures),
         )
-    for field, name, samples, what in uses:
-        device = catalogue[name]
-        need = training_memory_bytes(n_params, element, samples, activations)
-        if need > device.memory_gb * 1e9:
-            raise ScenarioError(
-                field,
-                f"the model does not fit device {name!r}: training needs {need / 1e9:.3g} GB "
-                f"({n_params:.3g} params x {element} B x 3 + {what}), the device has {device.memory_gb:g} GB",
-            )
+
+
+def _check_precision(scenario: Scenario) -> None:
+    """Every device of the mix and the baselines has hardware for the precision: one error lists those without."""
+    catalogue, precision = load_devices(), scenario.peers.precision
+    names = list(scenario.peers.devices) + [b.device for b in scenario.baselines]
+    lacking = sorted({name for name in names if precision not in supported_precisions(catalogue[name])})
+    if lacking:
+        raise ScenarioError(
+            "peers.precision",
+            f"{precision!r} has no hardware on {', '.join(repr(n) for n in lacking)} "
+            f"(allowed there: {', '.join(supported_precisions(catalogue[lacking[0]]))})",
+        )

@@ -17,13 +17,14 @@ from p2psim.hardware import (
     load_devices,
     peak_flops,
     step_time_s,
-    training_memory_bytes,
+    step_time_terms,
+    supported_precisions,
 )
 
 REQUIRED = {
     "h200_sxm", "h100_sxm", "h100_pcie", "a100_sxm_80gb", "a100_sxm_40gb", "v100_sxm2", "l4", "t4",
     "rtx_4090", "rtx_3090", "rtx_3060", "gtx_1080ti", "mi300x", "rx_7900xtx", "rx_6800xt", "rx_580",
-    "apple_m2", "ryzen_7950x", "rpi5",
+    "apple_m2", "ryzen_7950x", "rpi5", "epyc_milan_2vcpu",
 }  # fmt: skip
 
 
@@ -49,7 +50,8 @@ def test_known_datasheet_values():
     devices = load_devices()
     assert devices["h100_sxm"].fp16_tflops == 989.0  # dense, half the datasheet's sparse 1,979
     assert devices["h200_sxm"].fp32_tflops == devices["h100_sxm"].fp32_tflops  # same compute die
-    assert devices["gtx_1080ti"].fp16_tflops == pytest.approx(devices["gtx_1080ti"].fp32_tflops / 64, rel=0.01)
+    # fp16 training on Pascal runs at the FP32 rate (FP32 accumulate), not the native 1/64 half rate
+    assert devices["gtx_1080ti"].fp16_tflops == devices["gtx_1080ti"].fp32_tflops
     assert devices["v100_sxm2"].idle_power_w == 53.0  # measured
 
 
@@ -59,7 +61,7 @@ def test_load_devices_returns_a_fresh_dict():
 
 
 def test_unknown_field_in_the_toml_is_rejected_by_name():
-    entry = {f.name: 1 for f in fields(Device) if f.name != "name"}
+    entry = {f.name: 1 for f in fields(Device) if f.name not in ("name", "memory_efficiency")}
     entry.update(kind="cpu", label="x", utilisation=0.5, sources=["S"], speed_ghz=5)
     with pytest.raises(ValueError, match="speed_ghz"):
         _parse_device("x", entry, {"S": "a source"})
@@ -72,6 +74,38 @@ def test_peak_flops_by_precision():
     with pytest.raises(ValueError, match="fp32, fp16, bf16"):
         peak_flops(device, "fp8")
     assert PRECISIONS == ("fp32", "fp16", "bf16")
+
+
+@pytest.mark.parametrize("name", ["v100_sxm2", "t4", "gtx_1080ti", "rx_580", "rx_6800xt"])
+def test_bf16_is_refused_where_the_hardware_has_none(name):
+    device = load_devices()[name]
+    assert supported_precisions(device) == ("fp32", "fp16")
+    with pytest.raises(ValueError, match=f"'{name}' has no bf16 hardware \\(allowed: fp32, fp16\\)"):
+        peak_flops(device, "bf16")
+
+
+def test_bf16_runs_where_the_hardware_has_it():
+    devices = load_devices()
+    for name in ("h100_sxm", "a100_sxm_80gb", "l4", "rtx_3090", "rtx_4090", "mi300x", "rx_7900xtx"):
+        assert peak_flops(devices[name], "bf16") == peak_flops(devices[name], "fp16"), name
+
+
+def test_roofline_takes_the_slower_side_by_hand():
+    # H100 SXM, bf16: 989e12 FLOP/s x 0.5 = 494.5e12 FLOP/s; 3350e9 B/s x 0.8 = 2680e9 B/s
+    device = load_devices()["h100_sxm"]
+    compute_s, memory_s = step_time_terms(494.5e12, 2680e9 * 3, device, "bf16", utilisation=0.5, memory_efficiency=0.8)
+    assert compute_s == pytest.approx(1.0) and memory_s == pytest.approx(3.0)
+    assert step_time_s(494.5e12, device, "bf16", 0.5, 0.1, bytes_moved=2680e9 * 3, memory_efficiency=0.8) == pytest.approx(3.1)
+    # the same bytes with 4x the FLOPs: compute-bound, 4 s
+    assert step_time_s(4 * 494.5e12, device, "bf16", 0.5, bytes_moved=2680e9 * 3, memory_efficiency=0.8) == pytest.approx(4.0)
+
+
+def test_memory_efficiency_comes_from_the_device_class():
+    devices = load_devices()
+    assert devices["h100_sxm"].memory_efficiency == devices["v100_sxm2"].memory_efficiency == 0.8
+    assert devices["ryzen_7950x"].memory_efficiency == 0.7 and devices["rpi5"].memory_efficiency == 0.5
+    # defaults: the catalogue's efficiencies; a bandwidth-bound step on an RX 580: 256e9 x 0.8 B/s
+    assert step_time_terms(0.0, 204.8e9, devices["rx_580"], "fp32")[1] == pytest.approx(1.0)
 
 
 def test_step_time_ratio_is_the_effective_throughput_ratio():
@@ -145,11 +179,6 @@ def test_activation_bytes_per_sample_counts_leaf_outputs():
     assert activation_bytes_per_sample(template, params64, torch.randn(5, 8, dtype=torch.float64)) == 2 * per_sample
 
 
-def test_training_memory_bytes_closed_form():
-    assert training_memory_bytes(1_000_000, 2, 64, 1024.0) == 3 * 1_000_000 * 2 + 64 * 1024
-    assert training_memory_bytes(10, 4, 0, 1e9) == 120
-
-
 def test_format_device_table_lists_every_device_aligned():
     table, references = format_device_table().split("\n\n")
     lines = table.splitlines()
@@ -163,11 +192,10 @@ def test_format_device_table_lists_every_device_aligned():
     used = {source for device in devices.values() for source in device.sources}
     assert references.splitlines() == [f"{key}: {text}" for key, text in device_sources().items() if key in used]
     subset = format_device_table({"t4": devices["t4"]}).splitlines()
-    assert len(subset) == 2 + 1 + 3 and "NVIDIA T4" in subset[1]
-    assert subset[3:] == [f"{key}: {device_sources()[key]}" for key in ("D6", "A1", "U1")]  # only the ids it uses
+    assert len(subset) == 2 + 1 + 4 and "NVIDIA T4" in subset[1] and " none " in subset[1]  # no bf16
+    assert subset[3:] == [f"{key}: {device_sources()[key]}" for key in ("D6", "A1", "U1", "P1")]  # only the ids it uses
 
 
-def test_fp16_rate_is_at_least_the_fp32_rate_except_pascal():
+def test_fp16_rate_is_at_least_the_fp32_rate():
     for device in load_devices().values():
-        if device.name != "gtx_1080ti":
-            assert device.fp16_tflops >= device.fp32_tflops, device.name
+        assert device.fp16_tflops >= device.fp32_tflops, device.name

@@ -702,15 +702,15 @@ def test_quickstart_at_64_peers_validates_its_baselines_by_micro_batches():
 
 
 def test_baseline_still_fails_when_weights_alone_do_not_fit(base):
-    """20e9 params x 2 B x 3 = 120 GB: fits MI300X peers (192 GB), not the H100 (80 GB) baseline."""
+    """12e9 params, fp16 SGD: 2 + 2 + 4 (master) B + a received 2 B = 120 GB: fits MI300X peers (192 GB), not an H100."""
     base["peers"] = {"devices": {"mi300x": 4}, "links": {"fibre": 4}, "precision": "fp16"}
-    base["workload"] = {"name": "20B", "params": 20e9, "flops_per_sample": 1.2e11}
+    base["workload"] = {"name": "12B", "params": 12e9, "flops_per_sample": 1.2e11}
     with pytest.raises(ScenarioError) as caught:
         Scenario.from_dict(base)
     assert caught.value.field == "baselines[0].device"
     message = str(caught.value)
-    assert "does not fit device 'h100_sxm'" in message and "120 GB" in message
-    assert "one sample's activations" in message and "micro-batches" in message
+    assert "does not fit" in message and "needs 120 GB per baseline device with 1 sample" in message
+    assert "'h100_sxm' has 80 GB" in message and "micro-batches" in message and "'mi300x'" not in message
 
 
 def test_peers_keep_the_full_batch_rule(base):
@@ -720,4 +720,4 @@ def test_peers_keep_the_full_batch_rule(base):
     with pytest.raises(ScenarioError) as caught:
         Scenario.from_dict(base)
     assert caught.value.field == "peers.devices"
-    assert "'rx_580'" in str(caught.value) and "batch 512 x activations" in str(caught.value)
+    assert "'rx_580' has 8" in str(caught.value) and "per peer with batch 512" in str(caught.value)
