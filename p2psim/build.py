@@ -14,6 +14,7 @@ import numpy as np
 from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
 from .engine import RunSetup
+from .faults import resolve_faults
 from .availability import build_availability
 from .faults import resolve_faults
 from .hardware import count_training_flops, load_devices
@@ -21,6 +22,7 @@ from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
 from .seeding import stream
+from .stragglers import resolve_stragglers
 from .stepmodel import device_step_s, scenario_work, timing_activation_bytes
 from .stragglers import resolve_stragglers
 from .tasks import Task, TaskData
@@ -153,6 +155,10 @@ def build_run(scenario: Scenario) -> RunSetup:
         downlink_bytes_per_s=down,
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+        faults=None if scenario.faults is None else resolve_faults(scenario.faults, mix_links, regions),
+        stragglers=None if scenario.stragglers is None else resolve_stragglers(
+            scenario.stragglers, [d.name for d in devices], seed
+        ),
         byzantine=byzantine_peers(
             scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
         ),
