@@ -162,10 +162,6 @@ def build_run(scenario: Scenario) -> RunSetup:
         byzantine=byzantine_peers(
             scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
         ),
-        faults=None if scenario.faults is None else resolve_faults(scenario.faults, mix_links, regions),
-        stragglers=None if scenario.stragglers is None else resolve_stragglers(
-            scenario.stragglers, [d.name for d in devices], seed
-        ),
         availability=None if scenario.churn is None else build_availability(
             scenario.churn, [d.name for d in devices], mix_links, regions, seed
         ),
