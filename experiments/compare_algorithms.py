@@ -52,6 +52,7 @@ SETTINGS: dict[str, dict] = {
     "fedavg": {"name": "fedavg", "lr": 0.5, "local_steps": 8},
     "diloco": {"name": "diloco", "lr": 0.003, "local_steps": 8, "optimizer": {"name": "adamw"}},
     "diloco_async": {"name": "diloco_async", "lr": 0.003, "local_steps": 8, "optimizer": {"name": "adamw"}},
+    "diloco_ring": {"name": "diloco_ring", "lr": 0.003, "local_steps": 8, "optimizer": {"name": "adamw"}},
 }
 
 BASELINES_WITH = "adpsgd"  # the baselines depend only on the world, seed and budget: run them once

@@ -16,7 +16,7 @@ ALGORITHM_NAMES = sorted(name for name, cls in IMPLEMENTATIONS.items() if cls.__
 
 
 # Settings that let a short run complete its first rounds (DiLoCo's default is the paper's 500 inner steps).
-SHORT_RUN = {"diloco": {"algorithm.local_steps": 4}, "diloco_async": {"algorithm.local_steps": 4}}
+SHORT_RUN = {name: {"algorithm.local_steps": 4} for name in ("diloco", "diloco_async", "diloco_ring")}
 
 
 def tiny(algorithm: str, **overrides) -> dict:
