@@ -268,7 +268,7 @@ def memory_terms(scenario: Scenario, sizes: TaskSizes, cost: ModelCost, baseline
                        f"the {topology.kind} graph over {n} peers")
     if scenario.engine.cost_only:  # no data, no rows, no gradients: the graph and the events' bookkeeping
         return [graph]
-    sample_bytes = 4.0 * sizes.n_features + 8.0
+    sample_bytes = sizes.stored_sample_bytes
     data = max(sizes.build_bytes, (sizes.n_train + sizes.n_eval) * sample_bytes)
     terms = [
         MemoryTerm(data, _size_field(scenario.task), f"the task's data ({sizes.n_train + sizes.n_eval} samples "

@@ -24,9 +24,11 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from .attacks import Adversary
-from .compression import Wire
+from .compression import DTYPES as ROUNDINGS, Wire
 from .faults import LinkFaults
+from .dataflow import Dataflow, RowHandle, evaluate_gradients
 from .hardware import Device
+from .churn import Churn
 from .metrics import Evaluator, consensus_distance
 from .network import Network
 from .optim import RowOptimizer, learning_rate
@@ -37,6 +39,7 @@ from .tasks import TaskData
 
 if TYPE_CHECKING:
     from .algorithms.base import Algorithm
+    from .availability import Availability
     from .scenario import Scenario
 
 __all__ = ["MAX_HISTORY_ROWS", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
@@ -70,6 +73,7 @@ class RunSetup:
     byzantine: list[int] = field(default_factory=list)  # sorted; they lie in what they send (p2psim.attacks)
     faults: LinkFaults | None = None  # message loss and cuts (p2psim.faults)
     stragglers: PeerTimings | None = None  # slow-downs and throttling (p2psim.stragglers)
+    availability: Availability | None = None  # when each peer is online (p2psim.availability); None: always
 
     @property
     def n_peers(self) -> int:
@@ -87,9 +91,10 @@ class GradientJob:
     global_step: int  # gradients applied anywhere in the system when it started
     batch: np.ndarray
     duration_s: float
-    grad: torch.Tensor | None = None
+    grad: torch.Tensor | RowHandle | None = None  # a handle under deferred numerics: its row is known at a flush
     loss: float = math.nan
     finite: bool = True
+    cancelled: bool = False  # lost: its peer left while computing (p2psim.churn)
 
 
 @dataclass(eq=False)
@@ -107,7 +112,8 @@ class Message:
     nbytes: float
     sent_at: float
     slot: int | None = None
-    row: torch.Tensor | None = None
+    row: torch.Tensor | RowHandle | None = None
+    ticket: int = -1  # churn's handle on it while in flight, to cut it when an end leaves
 
 
 @dataclass
@@ -118,6 +124,7 @@ class RunOutcome:
     peers: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)
     utilisation: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (time_s, per-peer computing fraction)
+    offline: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (time_s, per-peer offline fraction); churn only
 
 
 class World:
@@ -191,6 +198,16 @@ class World:
         self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
         self.pool = RowPool(self.params.shape[1])
         self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1])
+        self.numerics = self._numerics()
+        self._dataflow = None if self.numerics != "deferred" else Dataflow(
+            self.params, self._snapshots, self.pool, self.optimizer,
+            lambda rows, batches: evaluate_gradients(self._gradients, task, rows, batches),
+            self._batch_gradients, self.batch_sizes, max_rows=8 * self.n_peers,
+        )
+        self._running: list[GradientJob | None] = [None] * self.n_peers  # each peer's computation in progress
+        self.offline: list[tuple[float, np.ndarray]] = []
+        self._last_offline = np.zeros(self.n_peers)
+        self.churn = None if setup.availability is None else Churn(self, setup.availability)
         self.algorithm = setup.algorithm_class(scenario.algorithm, self)
 
     # ----- what algorithms call -------------------------------------------------------
@@ -200,17 +217,36 @@ class World:
         """Simulated seconds since the start."""
         return self.env.now
 
-    def compute(self, peer: int) -> GradientJob:
-        """Start a local gradient computation on `peer`'s current parameters."""
+    def is_online(self, peer: int) -> bool:
+        """Whether `peer` is online now (always without churn): what a membership service or a check-in tells."""
+        return self.churn is None or bool(self.churn.online[peer])
+
+    def is_computing(self, peer: int) -> bool:
+        """Whether `peer` has a computation in progress."""
+        return bool(self._computing[peer])
+
+    @property
+    def timeout_s(self) -> float | None:
+        """How long a peer waits for one that may have left (`churn.timeout_s`); None without churn: as long as it takes."""
+        return None if self.churn is None else self.churn.spec.timeout_s
+
+    def compute(self, peer: int) -> GradientJob | None:
+        """Start a local gradient computation on `peer`'s current parameters (None: `peer` is offline, nothing starts)."""
+        if self.churn is not None and not self.churn.online[peer]:
+            return None
         if self._computing[peer]:
             raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
         duration = self._step_clock.duration(peer, self.now)
         local = self._partitions[peer]
         batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
         job = GradientJob(peer, self.now, int(self._versions[peer]), self.steps, batch, duration)
-        self._snapshots[peer].copy_(self.params[peer])
-        self._pending.append(job)
+        if self._dataflow is not None:
+            self._dataflow.gradient(peer, job)
+        else:
+            self._snapshots[peer].copy_(self.params[peer])
+            self._pending.append(job)
         self._computing[peer] = True
+        self._running[peer] = job
         self._busy_since[peer] = self.now
         self.env.timeout(duration).callbacks.append(lambda _event: self._finish(job))
         return job
@@ -229,12 +265,21 @@ class World:
         """
         if row is not None and self.adversary is not None:
             row = self.adversary.outgoing(src, kind, row)
-        slot = None if row is None else self.pool.store(row)
+        slot = None if row is None else self.pool.store(row) if self._dataflow is None else self._dataflow.store(row)
         if slot is not None and not encoded and not self.wire.identity:
-            nbytes += self.wire.encode_(src, self.pool.row(slot), kind in self.algorithm.update_kinds) - self.model_bytes
+            nbytes += self._encode(src, slot, kind) - self.model_bytes
         message = Message(src, dst, kind, payload, nbytes, self.now, slot)
+        if self.churn is None or self.churn.admit(message):  # an offline end: dropped or held (p2psim.churn)
+            self._transmit(message)
+
+    def _transmit(self, message: Message) -> None:
+        """Put `message` on the network: at once, or when churn releases a held one."""
         self._in_flight += 1
-        self.network.send(src, dst, nbytes, lambda: self._deliver(message), lambda: self._lose(message))
+        flow = self.network.send(
+            message.src, message.dst, message.nbytes, lambda: self._deliver(message), lambda: self._lose(message)
+        )
+        if self.churn is not None:
+            self.churn.track(message, flow)
 
     def consume(self, job: GradientJob) -> torch.Tensor:
         """The job's gradient, to be applied now: counts its step and samples, and its staleness.
@@ -258,6 +303,8 @@ class World:
         window.global_delay += global_delay
         window.age_s += self.now - job.started_at
         window.consumed += 1
+        if self._dataflow is not None:
+            self._dataflow.consumed(job)
         return job.grad
 
     def lr(self, peer: int) -> float:
@@ -268,31 +315,58 @@ class World:
 
     def apply_gradient(self, peer: int, grad: torch.Tensor, lr_scale: float = 1.0) -> None:
         """One step of the scenario's optimizer on `peer`'s row, at its scheduled lr times `lr_scale`."""
-        self.optimizer.step(self.params, peer, grad, self.lr(peer) * lr_scale)
+        if self._dataflow is not None:
+            self._dataflow.step(peer, grad, self.lr(peer) * lr_scale)
+        else:
+            self.optimizer.step(self.params, peer, grad, self.lr(peer) * lr_scale)
         self._versions[peer] += 1
 
     def add_to_row(self, peer: int, update: torch.Tensor, alpha: float = 1.0) -> None:
         """params[peer] += alpha * update."""
-        self.params[peer].add_(update, alpha=alpha)
+        if self._dataflow is not None:
+            self._dataflow.add(peer, update, alpha)
+        else:
+            self.params[peer].add_(update, alpha=alpha)
         self._versions[peer] += 1
 
     def set_row(self, peer: int, value: torch.Tensor) -> None:
         """params[peer] = value."""
-        self.params[peer].copy_(value)
+        if self._dataflow is not None:
+            self._dataflow.copy(peer, value)
+        else:
+            self.params[peer].copy_(value)
         self._versions[peer] += 1
 
     def mix_row(self, peer: int, incoming: torch.Tensor, weight: float) -> None:
         """params[peer] = (1 - weight) params[peer] + weight incoming: a merge with a received model."""
-        self.params[peer].lerp_(incoming, weight)
+        if self._dataflow is not None:
+            self._dataflow.lerp(peer, incoming, weight)
+        else:
+            self.params[peer].lerp_(incoming, weight)
         self._versions[peer] += 1
 
     def schedule(self, delay_s: float, peer: int, action: Callable[[], None]) -> None:
-        """Run `action()` for `peer` after `delay_s` simulated seconds (a timer: a timeout, a period)."""
-        self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action, None))
+        """Run `action()` for `peer` after `delay_s` simulated seconds (a timer: a timeout, a period).
+
+        Under churn an offline peer's timer fires when it is back, a crashed peer's never.
+        """
+        if self.churn is None:
+            self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action, None))
+            return
+        self.churn.timer_set(delay_s)
+        self.env.timeout(delay_s).callbacks.append(lambda _event: self._churn_timer(peer, action))
+
+    def _churn_timer(self, peer: int, action: Callable[[], None]) -> None:
+        if self._stop.triggered or not self.churn.timer_due(peer, action):
+            return
+        self._call(peer, "timer", action, None)
+        self.churn.check()
 
     def average_rows(self, peers: tuple[int, ...] | list[int]) -> None:
         """Set the given rows to their mean, at this instant (an atomic average)."""
-        if len(peers) == 2:  # the gossip hot path: two in-place row operations, no index tensor
+        if self._dataflow is not None:
+            self._dataflow.average(peers)
+        elif len(peers) == 2:  # the gossip hot path: two in-place row operations, no index tensor
             first, second = self.params[peers[0]], self.params[peers[1]]
             first.add_(second).mul_(0.5)
             second.copy_(first)
@@ -303,8 +377,20 @@ class World:
 
     # ----- the engine's own machinery -------------------------------------------------
 
+    def _abandon(self, peer: int) -> bool:
+        """`peer` left: its computation in progress, if any, is lost (its time so far counts as computing)."""
+        job = self._running[peer]
+        if not self._computing[peer] or job is None:
+            return False
+        job.cancelled = True
+        if job in self._pending:
+            self._pending.remove(job)
+        self._computing[peer] = False
+        self._busy_total[peer] += self.now - job.started_at
+        return True
+
     def _finish(self, job: GradientJob) -> None:
-        if self._stop.triggered:  # the run ended earlier at this same instant
+        if self._stop.triggered or job.cancelled:  # the run ended earlier at this same instant; or the peer left
             return
         if job.grad is None:
             self._evaluate(job)
@@ -312,7 +398,12 @@ class World:
         self._computing[peer] = False
         self._busy_total[peer] += self.now - job.started_at
         self.gradients_computed += 1
-        self._window.train_loss += job.loss
+        if self.churn is not None:
+            self.churn.last_activity = self.now
+        if self._dataflow is None:
+            self._window.train_loss += job.loss
+        else:
+            self._window.deferred.append(job)  # its loss is known at the next flush
         self._window.computed += 1
         if not job.finite:
             self._diverge([peer], "non-finite gradient")
@@ -331,23 +422,18 @@ class World:
         else:
             jobs = [due]
             self._pending.remove(due)
-        rows = torch.as_tensor([job.peer for job in jobs])
-        index = torch.from_numpy(np.concatenate([job.batch for job in jobs]))
-        x = self.setup.task.x_train.index_select(0, index)
-        y = self.setup.task.y_train.index_select(0, index)
-        k = len(jobs)
-        grads, losses = self._gradients(
-            self._snapshots.index_select(0, rows), x.view(k, -1, *x.shape[1:]), y.view(k, -1, *y.shape[1:])
-        )
-        finite = torch.isfinite(grads).all(dim=1).tolist()
-        for job, g, loss, ok in zip(jobs, grads, losses.tolist(), finite):
+        rows = self._snapshots.index_select(0, torch.as_tensor([job.peer for job in jobs]))
+        grads, losses, finite = evaluate_gradients(self._gradients, self.setup.task, rows, [job.batch for job in jobs])
+        for job, g, loss, ok in zip(jobs, grads, losses, finite):
             job.grad, job.loss, job.finite = g, loss, ok
-        self.batch_sizes.append(k)
+        self.batch_sizes.append(len(jobs))
 
     def _deliver(self, message: Message) -> None:
         self._in_flight -= 1
+        if self.churn is not None:
+            self.churn.untrack(message)
         if message.slot is not None:
-            message.row = self.pool.row(message.slot)
+            message.row = self.pool.row(message.slot) if self._dataflow is None else self._dataflow.payload(message.slot)
         try:
             if not self._stop.triggered:
                 self._call(message.dst, "on_message", self.algorithm.on_message, message)
@@ -359,6 +445,8 @@ class World:
     def _lose(self, message: Message) -> None:
         """A fault lost the message on its way (p2psim.faults): it leaves the network, and no algorithm sees it."""
         self._in_flight -= 1
+        if self.churn is not None:
+            self.churn.untrack(message)
         if message.slot is not None:
             self.pool.release(message.slot)
             message.slot = None
@@ -400,16 +488,18 @@ class World:
             self.info.setdefault("stop_reason", reason)
             self._stop.succeed()
 
-    def _diverge(self, peers: list[int], reason: str) -> None:
+    def _diverge(self, peers: list[int], reason: str, at_s: float | None = None) -> None:
         if self.status == "running":
             self.status = "diverged"
-            self.info.update(diverged_at_s=self.now, diverged_peers=peers, divergence=reason)
+            self.info.update(diverged_at_s=self.now if at_s is None else at_s, diverged_peers=peers, divergence=reason)
         self._request_stop("diverged")
 
     def _monitor(self, interval_s: float):
         while True:
             self._record()
-            if self._stalled():
+            if self.churn is not None:
+                self.churn.check()  # stalled, with when and why (p2psim.churn)
+            elif self._stalled():
                 self.status = "stalled"
                 self._request_stop("stalled: no computation or message in flight")
             elif len(self.history) >= MAX_HISTORY_ROWS:  # validation refuses such runs by estimate; a net behind it
@@ -424,6 +514,8 @@ class World:
         """Append one history row; detect divergence instead of recording NaN."""
         if self.history and self.history[-1]["time_s"] == self.now and self.history[-1]["samples"] == self.samples:
             return
+        if self._dataflow is not None and not self._flush():
+            return
         model = {} if self.cost_only else self._model_columns()
         if model is None:
             return
@@ -431,6 +523,7 @@ class World:
         elapsed = self.now - self._last_time
         per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
         computing = float(per_peer.mean())
+        offline = self._offline_fractions(elapsed)
         window = self._window
         row = {
             "time_s": self.now,
@@ -443,8 +536,11 @@ class World:
             "global_delay": window.global_delay / window.consumed if window.consumed else math.nan,
             "gradient_age_s": window.age_s / window.consumed if window.consumed else math.nan,
             "computing_fraction": computing,
-            "waiting_fraction": 1.0 - computing if elapsed > 0 else 0.0,
+            "waiting_fraction": 1.0 - computing - float(offline.mean()) if elapsed > 0 else 0.0,
         }
+        if self.churn is not None:
+            row.update(offline_fraction=float(offline.mean()), peers_online=int(self.churn.online.sum()))
+            self.offline.append((self.now, offline))
         self.history.append(row)
         self.utilisation.append((self.now, per_peer))
         self._window = _Window()
@@ -452,6 +548,15 @@ class World:
         self._last_time = self.now
         if self._progress is not None:
             self._progress(self.now, self._fraction_done())
+
+    def _offline_fractions(self, elapsed: float) -> np.ndarray:
+        """Each peer's offline share of the interval of `elapsed` seconds that ends now (zeros without churn)."""
+        if self.churn is None:
+            return np.zeros(self.n_peers)
+        seconds = self.churn.offline_seconds()
+        fractions = (seconds - self._last_offline) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
+        self._last_offline = seconds
+        return fractions
 
     def _model_columns(self) -> dict[str, float] | None:
         """The history's model metrics (loss, accuracy, consensus); None when they show divergence."""
@@ -482,7 +587,37 @@ class World:
             columns["suboptimality"] = evaluator.single(average, train=True)[0] - self.setup.task.optimum_loss
         if self.setup.task.n_classes is None:
             del columns["accuracy"], columns["peers_accuracy"]
+        if self.setup.task.perplexity:  # a language model: exp of the mean cross-entropy per token (nats)
+            columns["perplexity"] = math.exp(loss) if loss < 700 else math.inf
         return columns
+
+    def _encode(self, src: int, slot: int, kind: str) -> float:
+        """Turn the payload in `slot` into what its receiver decodes (deferred: its rounding, as an op); its bytes."""
+        if self._dataflow is None:
+            return self.wire.encode_(src, self.pool.row(slot), kind in self.algorithm.update_kinds)
+        self._dataflow.round(slot, ROUNDINGS.get(self.wire.spec.kind) or ROUNDINGS[self.wire.precision])
+        return self.wire.quantized_bytes
+
+    def _numerics(self) -> str:
+        """The scenario's numerics, or "eager" where it asks "deferred" but something reads or rewrites row values."""
+        wanted = self.setup.scenario.engine.numerics
+        wire = self.wire.spec  # an elementwise rounding (peers.precision, fp16, bf16) is deferred too; other codecs not
+        rounding = wire.kind in ("none", *ROUNDINGS) and not wire.error_feedback
+        trackable = self.setup.algorithm_class.numerics_deferrable and self.adversary is None and rounding
+        trackable = trackable and self.setup.availability is None  # churn cuts computations and copies rows itself
+        return "eager" if wanted == "deferred" and not trackable else wanted
+
+    def _flush(self) -> bool:
+        """Run the deferred numerics; False if a gradient finished so far was not finite (diverged at its finish)."""
+        self._dataflow.flush()
+        window = self._window
+        for job in window.deferred:
+            if not job.finite:
+                self._diverge([job.peer], "non-finite gradient", at_s=job.started_at + job.duration_s)
+                return False
+        window.train_loss = sum((job.loss for job in window.deferred), window.train_loss)
+        window.deferred = []
+        return True
 
     def _fraction_done(self) -> float:
         stop = self.setup.scenario.stop
@@ -503,6 +638,8 @@ class World:
             self.env.process(self._monitor(scenario.metrics.eval_interval_s))
         else:
             self._record()
+        if self.churn is not None:
+            self.churn.start()
         self.algorithm.start()
         restore = _stop_on_ctrl_c(self)
         try:
@@ -518,8 +655,10 @@ class World:
             self._record()  # may itself find the run diverged since its last regular record
         if self.status == "running":
             self.status = "finished"
+        if self._dataflow is not None and self._dataflow.pending:  # a diverged run's rows, for the per-peer table
+            self._dataflow.flush()
         facts = self._facts(time.perf_counter() - wall_start)
-        return RunOutcome(self.history, self._peer_rows(), facts, self.utilisation)
+        return RunOutcome(self.history, self._peer_rows(), facts, self.utilisation, self.offline)
 
     def _facts(self, wall_s: float) -> dict[str, Any]:
         sizes = np.asarray(self.batch_sizes) if self.batch_sizes else np.zeros(1)
@@ -532,6 +671,7 @@ class World:
             "wall_s": wall_s,
             "gradients_computed": self.gradients_computed,
             "gradient_evaluations": len(self.batch_sizes),
+            "numerics": self.numerics,
             "mean_gradient_batch": float(sizes.mean()),
             "max_gradient_batch": int(sizes.max()),
             "torch_threads": torch.get_num_threads(),
@@ -539,6 +679,7 @@ class World:
             "messages_lost": int(self.network.messages_lost),
             "payload_rows_peak": self.pool.peak_in_use,
             **self._adversary_facts(),
+            **({} if self.churn is None else self.churn.facts()),
             **self.algorithm.mixing().as_facts(),
         }
 
@@ -558,6 +699,7 @@ class World:
             with torch.no_grad():
                 peer_loss, peer_accuracy = self._evaluator.rows(self.params)
         busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        offline_s = None if self.churn is None else self.churn.offline_seconds()
         rows = []
         for i in range(self.n_peers):
             row = {
@@ -569,6 +711,7 @@ class World:
                 "step_time_s": float(setup.step_time_s[i]),
                 "steps": int(self.peer_steps[i]),
                 "computing_fraction": float(busy[i] / self.now) if self.now > 0 else 0.0,
+                **({} if self.churn is None else {"offline_fraction": float(offline_s[i] / self.now) if self.now > 0 else 0.0}),
                 "bytes_sent": float(self.network.bytes_sent[i]),
                 "bytes_received": float(self.network.bytes_received[i]),
                 "row_staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
@@ -609,6 +752,7 @@ class _Window:
     global_delay: float = 0.0
     age_s: float = 0.0
     consumed: int = 0
+    deferred: list[GradientJob] = field(default_factory=list)  # finished, their losses not yet computed
 
 
 def simulate(setup: RunSetup, progress: Callable[[float, float], None] | None = None) -> RunOutcome:

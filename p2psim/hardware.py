@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 from torch.func import functional_call
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import check_sources, read_catalogue
@@ -264,34 +266,69 @@ def _output_bytes(output: Any) -> int:
     return 0
 
 
+NOT_COMPUTED = {"_unsafe_view", "clone", "contiguous", "_to_copy", "copy_", "detach", "lift_fresh", "alias"}
+
+
+class _BetweenLeaves(TorchDispatchMode):
+    """Bytes of tensors computed outside leaf modules from tensors that need a gradient.
+
+    These are the activations a model makes in its own `forward` rather than in a
+    layer: attention scores and their softmax, residual sums, functional activations.
+    Views and copies (reshapes of the same values) are not counted, nor is anything
+    that does not depend on the parameters (masks, positions, casts of the input).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        computed = func._schema.returns and all(r.alias_info is None for r in func._schema.returns)
+        if self.depth == 0 and computed and func._schema.name.split("::")[-1] not in NOT_COMPUTED:
+            inputs = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            if any(a.requires_grad for a in inputs):
+                self.bytes += _output_bytes(out)
+        return out
+
+
 def activation_bytes_per_sample(
     model: torch.nn.Module, params: dict[str, torch.Tensor], inputs: torch.Tensor
 ) -> float:
-    """Estimated activation memory kept for backward, per sample: bytes of every leaf module's output.
+    """Estimated activation memory kept for backward, per sample: leaf modules' outputs and what lies between.
 
-    A forward pass (functional_call, so `model` may live on "meta") with a hook on
-    each module without children sums their outputs' numel x element size, then
-    divides by the batch size (the first dimension of `inputs`).
+    A forward pass (functional_call, so `model` may live on "meta") sums the outputs'
+    numel x element size of each module without children (a forward hook), and of
+    every op computed between them from the parameters' descendants (`_BetweenLeaves`:
+    a transformer's attention scores, softmax and residual sums), then divides by the
+    batch size (the first dimension of `inputs`).
 
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     >>> activation_bytes_per_sample(model, dict(model.named_parameters()), torch.zeros(4, 8))
     136.0
     """
     total_bytes = 0
+    between = _BetweenLeaves()
+
+    def enter(module: torch.nn.Module, args: Any) -> None:
+        between.depth += 1
 
     def record(module: torch.nn.Module, args: Any, output: Any) -> None:
         nonlocal total_bytes
+        between.depth -= 1
         total_bytes += _output_bytes(output)
 
     leaves = [module for module in model.modules() if next(module.children(), None) is None]
-    handles = [module.register_forward_hook(record) for module in leaves]
+    handles = [module.register_forward_pre_hook(enter) for module in leaves]
+    handles += [module.register_forward_hook(record) for module in leaves]
     try:
-        with torch.no_grad():
+        with torch.enable_grad(), between:
             functional_call(model, _leaf_tensors(model, params), (inputs,))
     finally:
         for handle in handles:
             handle.remove()
-    return total_bytes / inputs.shape[0]
+    return (total_bytes + between.bytes) / inputs.shape[0]
 
 
 @functools.cache

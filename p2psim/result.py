@@ -138,6 +138,8 @@ class Result:
             if not cost_only:
                 entry["loss"] = float(last["loss"]) if last is not None else math.nan
                 entry["consensus_distance"] = float(last["consensus_distance"]) if last is not None else math.nan
+                if last is not None and "perplexity" in last:
+                    entry["perplexity"] = float(last["perplexity"])
             if run == MAIN_RUN and "bytes_sent" in self.peers:  # peers.csv counts to the run's end, past its last record
                 entry["bytes_sent"] = float(self.peers["bytes_sent"].sum())
             entry["bytes_per_sample"] = entry["bytes_sent"] / samples if samples else math.nan
@@ -172,6 +174,8 @@ class Result:
                 f"sent={entry['bytes_sent'] / 1e9:.3g} GB "
             )
             recorded = f" loss={entry['loss']:.4f}" if "loss" in entry else f" computing={entry['computing_fraction']:.1%}"
+            if "perplexity" in entry and math.isfinite(entry["perplexity"]):
+                recorded += f" perplexity={entry['perplexity']:.4g}"
             if "accuracy" in entry:
                 recorded += f" acc={entry['accuracy']:.3f}"
             if run == MAIN_RUN and "consensus_distance" in entry:

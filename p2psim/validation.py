@@ -41,7 +41,6 @@ from .hardware import host_memory_bytes, load_devices, supported_precisions
 from .links import load_regions
 from .result import MAIN_RUN
 from .scenario import Scenario
-from .stragglers import check_stragglers
 from .stepmodel import activations_at_precision, memory_need
 from .stragglers import check_stragglers
 from .tasks import TASKS, TaskSizes

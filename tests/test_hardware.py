@@ -199,3 +199,22 @@ def test_format_device_table_lists_every_device_aligned():
 def test_fp16_rate_is_at_least_the_fp32_rate():
     for device in load_devices().values():
         assert device.fp16_tflops >= device.fp32_tflops, device.name
+
+
+def test_activations_count_attention_and_residuals_between_layers_by_hand():
+    """A 1-layer byte transformer, d = 16, 2 heads, T = 8, batch 3, float32 (4 B an element), per sample:
+
+    leaf outputs: block LayerNorm, qkv (3), projection, LayerNorm, MLP in (4), MLP out = 11 T d; token
+    embedding T d, positions T d once per batch (/3), final LayerNorm T d, head 256 T. Between the
+    leaves: scores q k^T, their scaling, the causal mask's sum and the softmax (4 H T^2), the attended
+    values T d, GELU 4 T d, two residual sums 2 T d, and the token + position sum T d.
+    """
+    from p2psim.tasks.transformer_lm import TransformerLM
+
+    d, heads, t = 16, 2, 8
+    model = TransformerLM(layers=1, width=d, heads=heads, context=t, corpus_bytes=4000).model()
+    params = {name: torch.empty(p.shape, device="meta") for name, p in model.named_parameters()}
+    leaves = 11 * t * d + t * d + t * d / 3 + t * d + 256 * t
+    between = 4 * heads * t * t + t * d + 4 * t * d + 2 * t * d + t * d
+    assert activation_bytes_per_sample(model, params, torch.empty(3, t, device="meta")) == pytest.approx(
+        4 * (leaves + between))

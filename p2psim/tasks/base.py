@@ -52,6 +52,12 @@ class TaskSizes:
     build_draws: float  # random numbers drawn
     build_flops: float  # floating-point operations (linear algebra)
     build_bytes: float  # peak memory of the build
+    sample_bytes: float | None = None  # one stored sample (inputs and target); None: float32 features, int64 label
+
+    @property
+    def stored_sample_bytes(self) -> float:
+        """Bytes of one stored sample: `sample_bytes`, or float32 features and an int64 label."""
+        return 4.0 * self.n_features + 8.0 if self.sample_bytes is None else self.sample_bytes
 
     @property
     def build_s(self) -> float:
@@ -80,6 +86,7 @@ class TaskData:
     n_classes: int | None
     optimum_loss: float | None
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    perplexity: bool = False  # the loss is a mean cross-entropy per token in nats: the history adds exp(loss)
 
     @property
     def n_params(self) -> int:

@@ -209,6 +209,7 @@ class TransformerLM(Task):
             n_train=train[0], n_eval=held_out[0], n_features=self.context, n_classes=None,
             train_class_counts=None, build_draws=self._windows(), build_flops=0.0,
             build_bytes=2.0 * self._n_bytes() + 16.0 * self._windows() * self.context,  # bytes read, int64 x and y
+            sample_bytes=16.0 * self.context,  # int64 inputs and next-byte targets
         )
 
     def build(self, seed: int) -> TaskData:
@@ -230,4 +231,5 @@ class TransformerLM(Task):
             n_classes=VOCAB,
             optimum_loss=None,
             loss=lm_loss,
+            perplexity=True,
         )
