@@ -144,3 +144,16 @@ def test_bad_faults_name_their_field(faults, field):
     with pytest.raises(ScenarioError) as error:
         Scenario.from_dict(round_number_scenario({"h100_sxm": 4}, {"faults": faults}))
     assert error.value.field == field
+
+
+def test_the_readme_example_validates_on_the_quick_start():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    example = tomllib.loads(readme.split("### Faults and stragglers", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0])
+    data = tomllib.loads((root / "experiments" / "scenarios" / "quickstart.toml").read_text())
+    data["peers"].update(example.pop("peers"))
+    scenario = Scenario.from_dict({**data, **example})
+    assert scenario.faults.cuts[0].regions == ("oceania",) and scenario.stragglers.throttle[0].period_s == 86400.0
