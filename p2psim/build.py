@@ -66,10 +66,10 @@ def link_catalogue(scenario: Scenario) -> dict[str, LinkSpec]:
 
 def model_shape(scenario: Scenario) -> tuple[float, float]:
     """(parameter count, training FLOPs per local step) that timings and bytes stand for."""
-    task = build_task(scenario.task, scenario.seed)
     batch = scenario.data.batch_size
-    if scenario.workload is not None:
+    if scenario.workload is not None:  # the task is not built: a cost-only run never needs its data
         return scenario.workload.params, scenario.workload.flops_per_sample * batch
+    task = build_task(scenario.task, scenario.seed)
     x = task.x_train[:batch]
     y = task.y_train[:batch]
     flops = count_training_flops(task.model, task.unflatten(task.initial_params.clone()), x, y, task.loss)

@@ -129,7 +129,7 @@ def test_a_7b_model_does_not_fit_an_rx_580_and_the_check_says_so():
 
 
 @pytest.mark.slow
-def test_ten_thousand_peers_cost_only_in_minutes():
+def test_ten_thousand_peers_run_cost_only():
     data = round_number_scenario(
         {"rx_580": 10_000},
         {"name": "tenk", "engine.numerics": "none", "topology": {"kind": "random_regular", "degree": 4},
@@ -137,7 +137,7 @@ def test_ten_thousand_peers_cost_only_in_minutes():
     )
     result = run(Scenario.from_dict(data), baselines=False)
     facts = result.manifest["runs"]["p2p"]
-    assert facts["status"] == "finished" and facts["steps"] >= 50_000
-    assert facts["wall_s"] < 600
+    assert facts["status"] == "finished" and facts["steps"] >= 50_000 and facts["messages"] > 0
+    assert not MODEL_COLUMNS & set(result.history.columns)
     assert np.isfinite(result.history["computing_fraction"]).all()
     assert not math.isnan(result.summary()["runs"]["p2p"]["computing_fraction"])
