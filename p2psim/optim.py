@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .config import ScenarioError
@@ -118,8 +119,9 @@ class RowOptimizer:
 
     def __init__(self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype = torch.float32):
         self.spec = spec
-        self.steps = torch.zeros(n_rows, dtype=torch.int64)  # steps applied to each row: the schedule's clock
-        self._t = torch.zeros(n_rows, dtype=torch.int64)  # steps since the row's state was last reset
+        # counts in numpy: read and bumped at every step, where a torch scalar op costs microseconds
+        self.steps = np.zeros(n_rows, dtype=np.int64)  # steps applied to each row: the schedule's clock
+        self._t = np.zeros(n_rows, dtype=np.int64)  # steps since the row's state was last reset
         self._buffer = torch.zeros(n_rows, n_params, dtype=dtype) if spec.name in ("momentum", "nesterov") else None
         adam = spec.name in ("adam", "adamw")
         self._m = torch.zeros(n_rows, n_params, dtype=dtype) if adam else None
@@ -134,10 +136,46 @@ class RowOptimizer:
 
     def step(self, rows: torch.Tensor, i: int, grad: torch.Tensor, lr: float) -> None:
         """One optimizer step on row `i` of `rows` with gradient `grad` (not modified)."""
-        spec = self.spec
-        row = rows[i]
+        t = self.advance(i)
+        self._update(rows[i], grad, lr, t, *(None if state is None else state[i] for state in self._states()))
+
+    def advance(self, i: int) -> int:
+        """Count one step on row `i` (its schedule clock and its state's step count); return that count, t."""
         self.steps[i] += 1
         self._t[i] += 1
+        return int(self._t[i])
+
+    def batch_key(self, t: int) -> int:
+        """What of a step count t the update uses (Adam: t; momentum: first or not; SGD: nothing): steps batch by it."""
+        if self.spec.name in ("adam", "adamw"):
+            return t
+        return min(t, 2) if self.spec.name in ("momentum", "nesterov") else 0
+
+    def step_rows(self, rows: torch.Tensor, index: torch.Tensor, grads: torch.Tensor, lr: float, t: int) -> None:
+        """`step` on the rows `index` at once, all at count `t` (or its `batch_key`), counts already advanced."""
+        block = rows.index_select(0, index)
+        states = [None if state is None else state.index_select(0, index) for state in self._states()]
+        self._update(block, grads, lr, t, *states)
+        rows.index_copy_(0, index, block)
+        for state, rows_of_state in zip(self._states(), states):
+            if state is not None:
+                state.index_copy_(0, index, rows_of_state)
+
+    def _states(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        return self._buffer, self._m, self._v
+
+    def _update(
+        self,
+        row: torch.Tensor,
+        grad: torch.Tensor,
+        lr: float,
+        t: int,
+        buffer: torch.Tensor | None,
+        m: torch.Tensor | None,
+        v: torch.Tensor | None,
+    ) -> None:
+        """The update rule in place on `row` (one row, or a block of rows at the same lr and count t)."""
+        spec = self.spec
         if spec.name == "adamw" and spec.weight_decay:
             row.mul_(1 - lr * spec.weight_decay)
         if spec.weight_decay and spec.name != "adamw":
@@ -145,16 +183,13 @@ class RowOptimizer:
         if spec.name == "sgd":
             row.add_(grad, alpha=-lr)
         elif spec.name in ("momentum", "nesterov"):
-            buffer = self._buffer[i]
-            if int(self._t[i]) == 1:
+            if t == 1:
                 buffer.copy_(grad)
             else:
                 buffer.mul_(spec.momentum).add_(grad)
             direction = grad.add(buffer, alpha=spec.momentum) if spec.name == "nesterov" else buffer
             row.add_(direction, alpha=-lr)
         else:
-            t = int(self._t[i])
-            m, v = self._m[i], self._v[i]
             m.mul_(spec.beta1).add_(grad, alpha=1 - spec.beta1)
             v.mul_(spec.beta2).addcmul_(grad, grad, value=1 - spec.beta2)
             denominator = (v / (1 - spec.beta2**t)).sqrt_().add_(spec.eps)

@@ -28,6 +28,8 @@ class RowPool:
     def __init__(self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32):
         self._rows = torch.empty(capacity, n_params, dtype=dtype)
         self._free = list(range(capacity - 1, -1, -1))
+        self._held: list[int] = []  # released while `hold_released`: reusable after `recycle`
+        self.hold_released = False  # deferred numerics: a slot's row may still be read by ops not yet run
         self.peak_in_use = 0
 
     @property
@@ -40,8 +42,19 @@ class RowPool:
         """Rows holding a payload not yet released."""
         return self.capacity - len(self._free)
 
+    @property
+    def rows(self) -> torch.Tensor:
+        """The whole pool tensor (replaced when the pool grows: index it by slot, do not keep it)."""
+        return self._rows
+
     def store(self, row: torch.Tensor) -> int:
         """Copy `row` into a free slot (growing the pool if none is free) and return the slot."""
+        slot = self.reserve()
+        self._rows[slot].copy_(row)
+        return slot
+
+    def reserve(self) -> int:
+        """A free slot, its row not yet written (growing the pool if none is free): deferred numerics fill it later."""
         if not self._free:
             old = self.capacity
             grown = torch.empty(2 * old, self._rows.shape[1], dtype=self._rows.dtype)
@@ -49,7 +62,6 @@ class RowPool:
             self._rows = grown
             self._free = list(range(2 * old - 1, old - 1, -1))
         slot = self._free.pop()
-        self._rows[slot].copy_(row)
         self.peak_in_use = max(self.peak_in_use, self.in_use)
         return slot
 
@@ -58,5 +70,10 @@ class RowPool:
         return self._rows[slot]
 
     def release(self, slot: int) -> None:
-        """Give the slot back for reuse."""
-        self._free.append(slot)
+        """Give the slot back for reuse (after the next `recycle` while `hold_released`)."""
+        (self._held if self.hold_released else self._free).append(slot)
+
+    def recycle(self) -> None:
+        """Make the slots released while `hold_released` reusable."""
+        self._free.extend(self._held)
+        self._held = []

@@ -54,10 +54,12 @@ def traced_run(data: dict) -> tuple[list, object]:
     return list(TRACE), result
 
 
-def test_two_peers_produce_the_exact_event_trace():
+@pytest.mark.parametrize("numerics", ["eager", "deferred"])
+def test_two_peers_produce_the_exact_event_trace(numerics):
     # Peer 0 is an H100 (1 s a step), peer 1 an RX 580 (33.5e12 / (6.2e12 x 0.5) s a step).
     # A model is 1e6 params x 4 B = 4e6 B: 4 s on a 1e6 B/s link, plus 0.05 s of latency.
-    sequential = {"algorithm.name": "traced_adpsgd", "algorithm.overlap": False}
+    # Deferred numerics (p2psim.dataflow) change when the numbers are computed, never the events.
+    sequential = {"algorithm.name": "traced_adpsgd", "algorithm.overlap": False, "engine.numerics": numerics}
     trace, _ = traced_run(tiny({"h100_sxm": 1, "rx_580": 1}, **sequential))
     t_b = 33.5e12 / (6.2e12 * 0.5)
     # At 14.15 peer 1 replies while its own model push (started at t_b) is still on its uplink:

@@ -55,6 +55,7 @@ class ADPSGD(Algorithm):
     name = "adpsgd"
     config_class = ADPSGDConfig
     needs_connected_graph = True
+    numerics_deferrable = True
 
     @classmethod
     def check_graph(cls, config: ADPSGDConfig, graph: nx.Graph) -> None:

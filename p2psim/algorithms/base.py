@@ -46,6 +46,10 @@ class Algorithm:
     name: ClassVar[str]
     config_class: ClassVar[type[AlgorithmConfig]]
     needs_connected_graph: ClassVar[bool] = False
+    # True when the hooks act on rows only through World (compute, send with a row of world.params or a
+    # message's or job's row, consume, apply_gradient, mix_row, set_row, add_to_row, average_rows) and read
+    # no value: then `engine.numerics = "deferred"` may record the numerics and run them later (p2psim.dataflow)
+    numerics_deferrable: ClassVar[bool] = False
     # message kinds whose row is a gradient or a difference, not a model: a sparsifier and error feedback apply to them
     update_kinds: ClassVar[tuple[str, ...]] = ()
     carries_rows: ClassVar[bool] = True  # False: messages carry bytes only, the numerics average exactly

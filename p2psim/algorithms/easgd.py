@@ -53,6 +53,7 @@ class EASGD(ServerAlgorithm):
 
     name = "easgd"
     config_class = EASGDConfig
+    numerics_deferrable = True
 
     def __init__(self, config: EASGDConfig, world: World):
         super().__init__(config, world)

@@ -98,6 +98,7 @@ class Gossip(Algorithm):
 
     name = "gossip"
     config_class = GossipConfig
+    numerics_deferrable = True
     byzantine_surface = "the model it sends (push, reply)"
 
     @classmethod

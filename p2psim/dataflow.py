@@ -1,0 +1,285 @@
+"""Deferred numerics: what events do to the rows, recorded now and executed later as batched calls.
+
+DESIGN decision 5, second half. When, who and to whom do not depend on the parameters'
+values in most algorithms, so with `engine.numerics = "deferred"` the World records each
+row operation (snapshot, gradient on a snapshot, optimizer step, lerp, add, copy into a
+payload slot, pair average, group mean) as an op with the rows it reads and writes, and
+`flush` executes them in dependency order: every ready row operation of one kind in one
+indexed call and, when only gradients are ready, all of them in one vmapped call (a wave).
+Two ops that touch a common row, one of them writing it, are ordered by an edge in the
+order they were recorded, so ops ready together commute: the result is the eager one.
+Batched elementwise ops are the eager ops on more rows; only the vmapped gradients of a
+different batch composition may round differently (as `engine.batch_gradients` already may).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from .payloads import RowPool
+
+if TYPE_CHECKING:
+    from .optim import RowOptimizer
+
+__all__ = ["Dataflow", "RowHandle", "evaluate_gradients"]
+
+PARAMS, SNAPSHOTS, PAYLOADS, GRADIENTS = range(4)  # the buffers rows live in; a row's key is index * 4 + buffer
+COPY, GRADIENT, STEP, LERP, ADD, PAIR, MEAN, ROUND = range(8)  # op kinds: the first item of an op's group
+
+
+def evaluate_gradients(
+    gradients: Callable[..., tuple[torch.Tensor, torch.Tensor]], task: Any, rows: torch.Tensor, batches: list[np.ndarray]
+) -> tuple[torch.Tensor, list[float], list[bool]]:
+    """Gradients and losses of `rows` (one per batch of sample indices) in one vmapped call, and which are finite."""
+    index = torch.from_numpy(np.concatenate(batches))
+    x = task.x_train.index_select(0, index)
+    y = task.y_train.index_select(0, index)
+    k = len(batches)
+    grads, losses = gradients(rows, x.view(k, -1, *x.shape[1:]), y.view(k, -1, *y.shape[1:]))
+    return grads, losses.tolist(), torch.isfinite(grads).all(dim=1).tolist()
+
+
+class RowHandle:
+    """A row that holds its value only once the dataflow is flushed: a payload or a gradient, by buffer and index."""
+
+    __slots__ = ("buffer", "index")
+
+    def __init__(self, buffer: int, index: int):
+        self.buffer = buffer
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"RowHandle({('params', 'snapshots', 'payloads', 'gradients')[self.buffer]}, {self.index})"
+
+
+class _Op:
+    """One recorded row operation: its group (kind and scalars), rows, the ops waiting on it."""
+
+    __slots__ = ("group", "rows", "job", "waiting", "after")
+
+    def __init__(self, group: tuple, rows: tuple, job: Any = None):
+        self.group = group
+        self.rows = rows
+        self.job = job
+        self.waiting = 0
+        self.after: list[_Op] = []
+
+
+class Dataflow:
+    """The op log of one run and its batched executor."""
+
+    def __init__(
+        self,
+        params: torch.Tensor,
+        snapshots: torch.Tensor,
+        pool: RowPool,
+        optimizer: RowOptimizer,
+        gradients: Callable[[torch.Tensor, list[np.ndarray]], tuple[torch.Tensor, list[float], list[bool]]],
+        batch_gradients: bool,
+        batch_sizes: list[int],
+        max_rows: int,
+    ):
+        self._params = params
+        self._snapshots = snapshots
+        self._pool = pool
+        pool.hold_released = True  # a reused slot would order unrelated peers' ops after each other: reuse after a flush
+        self._grads = RowPool(params.shape[1], capacity=max(16, params.shape[0]), dtype=params.dtype)
+        self._optimizer = optimizer
+        self._gradients = gradients
+        self._batch_gradients = batch_gradients
+        self._batch_sizes = batch_sizes
+        self._max_rows = max_rows  # payload or gradient rows held before a flush is forced: bounds the memory
+        self._ops: list[_Op] = []
+        self._writer: dict[int, _Op] = {}  # row key -> the last op that wrote it
+        self._readers: dict[int, list[_Op]] = {}  # row key -> ops that read it since its last write
+        self._consumed: list[int] = []  # gradient slots free once the ops recorded so far have run
+
+    @property
+    def pending(self) -> int:
+        """Ops recorded and not yet executed."""
+        return len(self._ops)
+
+    # ----- recording ------------------------------------------------------------------
+
+    def gradient(self, peer: int, job: Any) -> None:
+        """Snapshot `peer`'s row and compute `job`'s gradient on it; `job.grad` becomes the handle of its row."""
+        if self._grads.in_use >= self._max_rows:
+            self.flush()
+        self._add((COPY, SNAPSHOTS, PARAMS), (peer, peer), (peer * 4 + PARAMS,), (peer * 4 + SNAPSHOTS,))
+        slot = self._grads.reserve()
+        job.grad = RowHandle(GRADIENTS, slot)
+        self._add((GRADIENT,), (peer, slot), (peer * 4 + SNAPSHOTS,), (slot * 4 + GRADIENTS,), job)
+
+    def consumed(self, job: Any) -> None:
+        """`job`'s gradient has been used: its row is reused after the next flush."""
+        self._consumed.append(job.grad.index)
+
+    def payload(self, slot: int) -> RowHandle:
+        """The handle of a message's payload row, as `message.row` (valid while `on_message` runs, like the row)."""
+        return RowHandle(PAYLOADS, slot)
+
+    def store(self, row: torch.Tensor | RowHandle) -> int:
+        """Copy `row` into a payload slot (as it is at this point of the log); return the slot."""
+        buffer, index = self._source(row)
+        if self._pool.in_use >= self._max_rows:
+            self.flush()
+        slot = self._pool.reserve()
+        self._add((COPY, PAYLOADS, buffer), (slot, index), (index * 4 + buffer,), (slot * 4 + PAYLOADS,))
+        return slot
+
+    def round(self, slot: int, dtype: torch.dtype) -> None:
+        """Round the payload in `slot` to `dtype` and back, as the wire does (`p2psim.compression`)."""
+        self._add((ROUND, dtype), (slot,), (), (slot * 4 + PAYLOADS,))
+
+    def step(self, peer: int, grad: torch.Tensor | RowHandle, lr: float) -> None:
+        """One step of the optimizer on `peer`'s row with `grad`, at `lr` (its count advanced now)."""
+        buffer, index = self._source(grad)
+        group = (STEP, lr, self._optimizer.batch_key(self._optimizer.advance(peer)), buffer)
+        self._add(group, (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+
+    def lerp(self, peer: int, incoming: torch.Tensor | RowHandle, weight: float) -> None:
+        """params[peer] = lerp(params[peer], incoming, weight)."""
+        buffer, index = self._source(incoming)
+        self._add((LERP, weight, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+
+    def add(self, peer: int, update: torch.Tensor | RowHandle, alpha: float) -> None:
+        """params[peer] += alpha * update."""
+        buffer, index = self._source(update)
+        self._add((ADD, alpha, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+
+    def copy(self, peer: int, value: torch.Tensor | RowHandle) -> None:
+        """params[peer] = value."""
+        buffer, index = self._source(value)
+        self._add((COPY, PARAMS, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+
+    def average(self, peers: tuple[int, ...] | list[int]) -> None:
+        """Set the rows `peers` to their mean (a pair: the eager pair average's two in-place ops)."""
+        keys = tuple(peer * 4 + PARAMS for peer in peers)
+        if len(peers) == 2:
+            self._add((PAIR,), tuple(peers), (), keys)
+        else:
+            op = _Op((MEAN,), tuple(peers))
+            op.group = (MEAN, id(op))  # run alone: a k-row mean's reduction order is the eager one
+            self._link(op, (), keys)
+
+    def _source(self, row: torch.Tensor | RowHandle) -> tuple[int, int]:
+        """The buffer and index of a row an algorithm passed: a handle, or a view of one row of `world.params`."""
+        if type(row) is RowHandle:
+            return row.buffer, row.index
+        params = self._params
+        base = params if params._base is None else params._base
+        if isinstance(row, torch.Tensor) and row._base is base and row.dim() == 1 and row.shape[0] == params.shape[1]:
+            offset = row.storage_offset() - params.storage_offset()
+            if row.stride(0) == 1 and offset % params.stride(0) == 0 and 0 <= offset < params.numel():
+                return PARAMS, offset // params.stride(0)
+        raise TypeError(
+            "deferred numerics track rows of world.params, message rows and gradients only, not a tensor the "
+            f"algorithm computed ({type(row).__name__}): such an algorithm must keep numerics_deferrable = False"
+        )
+
+    def _add(self, group: tuple, rows: tuple, reads: tuple, writes: tuple, job: Any = None) -> None:
+        self._link(_Op(group, rows, job), reads, writes)
+
+    def _link(self, op: _Op, reads: tuple, writes: tuple) -> None:
+        """Order `op` after the last writer of what it touches and after the readers of what it writes."""
+        writer, readers = self._writer, self._readers
+        waiting = 0
+        for key in reads:
+            last = writer.get(key)
+            if last is not None:
+                last.after.append(op)
+                waiting += 1
+        for key in writes:
+            last = writer.get(key)
+            if last is not None:
+                last.after.append(op)
+                waiting += 1
+            for reader in readers.pop(key, ()):
+                reader.after.append(op)
+                waiting += 1
+            writer[key] = op
+        for key in reads:
+            readers.setdefault(key, []).append(op)
+        op.waiting = waiting
+        self._ops.append(op)
+
+    # ----- execution ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Execute every recorded op: row operations as soon as ready, gradients in waves when nothing else is."""
+        ops, self._ops = self._ops, []
+        self._writer, self._readers = {}, {}
+        ready = [op for op in ops if op.waiting == 0 and op.group[0] != GRADIENT]
+        wave = [op for op in ops if op.waiting == 0 and op.group[0] == GRADIENT]
+        executed = 0
+        while ready or wave:
+            if ready:
+                groups: dict[tuple, list[_Op]] = {}
+                for op in ready:
+                    groups.setdefault(op.group, []).append(op)
+                done, ready = ready, []
+                for group, members in groups.items():
+                    self._run(group, members)
+            else:
+                done, wave = wave, []
+                self._run_gradients(done)
+            executed += len(done)
+            for op in done:
+                for follower in op.after:
+                    follower.waiting -= 1
+                    if follower.waiting == 0:
+                        (wave if follower.group[0] == GRADIENT else ready).append(follower)
+        assert executed == len(ops), f"dataflow: {len(ops) - executed} ops never became ready (a cycle)"
+        for slot in self._consumed:
+            self._grads.release(slot)
+        self._consumed = []
+        self._pool.recycle()
+
+    def _tensor(self, buffer: int) -> torch.Tensor:
+        return (self._params, self._snapshots, self._pool.rows, self._grads.rows)[buffer]
+
+    def _run(self, group: tuple, ops: list[_Op]) -> None:
+        """One batched call for the ready ops of one group (one kind, the same scalars and source buffer)."""
+        kind = group[0]
+        if kind == MEAN:
+            index = torch.as_tensor(ops[0].rows)
+            self._params[index] = self._params.index_select(0, index).mean(dim=0)
+            return
+        params = self._params
+        first = torch.as_tensor([op.rows[0] for op in ops])
+        if kind == ROUND:
+            payloads = self._pool.rows
+            block = payloads.index_select(0, first)
+            payloads.index_copy_(0, first, block.copy_(block.to(group[1])))
+            return
+        if kind == PAIR:
+            second = torch.as_tensor([op.rows[1] for op in ops])
+            block = params.index_select(0, first)
+            block.add_(params.index_select(0, second)).mul_(0.5)
+            params.index_copy_(0, first, block)
+            params.index_copy_(0, second, block)
+            return
+        source = self._tensor(group[-1]).index_select(0, torch.as_tensor([op.rows[1] for op in ops]))
+        if kind == COPY:
+            self._tensor(group[1]).index_copy_(0, first, source)
+        elif kind == STEP:
+            self._optimizer.step_rows(params, first, source, group[1], group[2])
+        else:
+            block = params.index_select(0, first)
+            block.lerp_(source, group[1]) if kind == LERP else block.add_(source, alpha=group[1])
+            params.index_copy_(0, first, block)
+
+    def _run_gradients(self, ops: list[_Op]) -> None:
+        """A wave: every ready gradient in one vmapped call (or one call each when batching is off)."""
+        chunks = [ops] if self._batch_gradients else [[op] for op in ops]
+        for chunk in chunks:
+            peers = torch.as_tensor([op.rows[0] for op in chunk])
+            slots = torch.as_tensor([op.rows[1] for op in chunk])
+            grads, losses, finite = self._gradients(self._snapshots.index_select(0, peers), [op.job.batch for op in chunk])
+            self._grads.rows.index_copy_(0, slots, grads)
+            for op, loss, ok in zip(chunk, losses, finite):
+                op.job.loss, op.job.finite = loss, ok
+            self._batch_sizes.append(len(chunk))

@@ -1,0 +1,230 @@
+"""Deferred numerics (p2psim.dataflow): the eager history and event order, with the numerics run in batched waves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from p2psim import Scenario, run
+from p2psim.algorithms.base import IMPLEMENTATIONS, register_algorithm
+from p2psim.config import ScenarioError
+from p2psim.dataflow import Dataflow, RowHandle
+from p2psim.optim import OptimizerSpec, RowOptimizer
+from p2psim.payloads import RowPool
+from p2psim.scenario import set_dotted
+
+ALGORITHM_NAMES = sorted(name for name, cls in IMPLEMENTATIONS.items() if cls.__module__.startswith("p2psim.algorithms"))
+SHORT_RUN = {"diloco": {"algorithm.local_steps": 4}, "diloco_async": {"algorithm.local_steps": 4}}
+COUNTS = ["time_s", "samples", "steps", "bytes_sent"]  # value-independent columns: equal exactly
+TRACE: list[tuple[float, int, str]] = []
+
+
+def _traced(base: type) -> str:
+    """Register a subclass of `base` that logs (time, peer, event) for every hook call; return its name."""
+    name = f"dataflow_traced_{base.name}"
+    if name not in IMPLEMENTATIONS:
+
+        class Traced(base):
+            config_class = type(f"DataflowTraced{base.__name__}Config", (base.config_class,), {})
+
+            def on_gradient(self, job):
+                TRACE.append((self.world.now, job.peer, "gradient"))
+                super().on_gradient(job)
+
+            def on_message(self, message):
+                TRACE.append((self.world.now, message.dst, f"{message.kind} from {message.src}"))
+                super().on_message(message)
+
+        Traced.name = name
+        register_algorithm(Traced)
+    return name
+
+
+def tiny(algorithm: str, numerics: str, batch: bool) -> dict:
+    """Six unequal peers on a ring of home links, least squares, a short run (as tests/test_algorithms.py)."""
+    data = {
+        "name": "dataflow",
+        "seed": 5,
+        "task": {"name": "least_squares", "n_samples": 600, "n_features": 6},
+        "data": {"batch_size": 8},
+        "peers": {"devices": {"h100_sxm": 2, "rtx_3060": 2, "rx_580": 2}, "links": {"fibre": 4, "cable": 2}, "jitter": 0.2},
+        "topology": {"kind": "ring"},
+        "algorithm": {"name": _traced(IMPLEMENTATIONS[algorithm]), "lr": 0.05},
+        "stop": {"samples": 960},
+        "metrics": {"eval_interval_samples": 160},
+        "engine": {"numerics": numerics, "batch_gradients": batch},
+    }
+    for dotted, value in SHORT_RUN.get(algorithm, {}).items():
+        set_dotted(data, dotted, value)
+    return data
+
+
+def traced(data: dict):
+    TRACE.clear()
+    result = run(Scenario.from_dict(data), baselines=False)
+    return list(TRACE), result
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "one-at-a-time"])
+@pytest.mark.parametrize("name", ALGORITHM_NAMES)
+def test_deferred_numerics_give_the_eager_history_and_event_order(name, batch):
+    eager_trace, eager = traced(tiny(name, "eager", batch))
+    deferred_trace, deferred = traced(tiny(name, "deferred", batch))
+    # algorithms that read or compute row values are not deferrable: "deferred" falls back to eager for them
+    expected = "deferred" if IMPLEMENTATIONS[name].numerics_deferrable else "eager"
+    assert deferred.manifest["runs"]["p2p"]["numerics"] == expected
+    assert eager.manifest["runs"]["p2p"]["numerics"] == "eager"
+    assert deferred_trace == eager_trace and len(eager_trace) > 20
+    a, b = eager.history.drop(columns="run"), deferred.history.drop(columns="run")
+    assert list(a.columns) == list(b.columns)
+    assert a[COUNTS].equals(b[COUNTS])
+    # float32: vmapped gradients of other batch compositions may round differently (as engine.batch_gradients)
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)
+    facts = deferred.manifest["runs"]["p2p"]
+    assert facts["status"] == "finished" and facts["gradients_computed"] == eager.manifest["runs"]["p2p"]["gradients_computed"]
+
+
+def equal_peers(numerics: str) -> dict:
+    """Sixteen equal peers on a ring (jittered steps): AD-PSGD's k-th gradients depend on no later ones."""
+    return {
+        "name": "equal-peers",
+        "seed": 5,
+        "task": {"name": "least_squares", "n_samples": 640, "n_features": 6},
+        "data": {"batch_size": 8},
+        "peers": {"devices": {"rtx_3060": 16}, "links": {"fibre": 16}, "jitter": 0.3},
+        "topology": {"kind": "ring"},
+        "algorithm": {"name": "adpsgd", "lr": 0.05},
+        "stop": {"samples": 16 * 8 * 8},
+        "metrics": {"eval_interval_s": 1e6},
+        "engine": {"numerics": numerics},
+    }
+
+
+def test_deferred_numerics_evaluate_equal_peers_gradients_in_waves_of_every_peer():
+    eager = run(Scenario.from_dict(equal_peers("eager")), baselines=False).manifest["runs"]["p2p"]
+    deferred = run(Scenario.from_dict(equal_peers("deferred")), baselines=False).manifest["runs"]["p2p"]
+    assert deferred["gradients_computed"] == eager["gradients_computed"]
+    assert eager["mean_gradient_batch"] < 16  # eager evaluates what is pending when a result is first due
+    assert deferred["mean_gradient_batch"] == 16  # deferred: each wave holds all 16 peers' next gradients
+
+
+def test_an_unknown_numerics_mode_names_the_field_and_the_choices():
+    data = tiny("adpsgd", "lazy", True)
+    with pytest.raises(ScenarioError, match="deferred") as error:
+        Scenario.from_dict(data)
+    assert "numerics" in error.value.field
+
+
+def gossip_dataflow(n: int, d: int, fake_gradient) -> tuple[torch.Tensor, RowPool, RowOptimizer, Dataflow, list[int]]:
+    params = torch.arange(n * d, dtype=torch.float32).reshape(n, d)
+    pool = RowPool(d, capacity=1)
+    optimizer = RowOptimizer(OptimizerSpec(), n, d)
+    sizes: list[int] = []
+    flow = Dataflow(params, torch.empty_like(params), pool, optimizer, fake_gradient, True, sizes, max_rows=64)
+    return params, pool, optimizer, flow, sizes
+
+
+class Job:
+    batch = np.zeros(1, dtype=np.int64)
+    grad = None
+    loss = float("nan")
+    finite = True
+
+
+def test_a_chain_of_steps_runs_in_waves_of_every_peer_and_equals_the_hand_computation():
+    # gradient g(x) = 2 x, as a vmapped call would return it for each row; four peers, two steps each, lr 0.25:
+    # x <- x - 0.25 (2 x) = x / 2, twice, then peer 0 takes half of peer 3's row as it was when sent.
+    calls: list[torch.Tensor] = []
+
+    def fake(rows, batches):
+        calls.append(rows.clone())
+        return 2 * rows, [0.0] * len(batches), [True] * len(batches)
+
+    params, pool, _, flow, sizes = gossip_dataflow(4, 3, fake)
+    start = params.clone()
+    for _ in range(2):
+        for peer in range(4):
+            job = Job()
+            flow.gradient(peer, job)
+            flow.step(peer, job.grad, 0.25)
+            flow.consumed(job)
+    slot = flow.store(params[3])
+    flow.lerp(0, flow.payload(slot), 0.5)
+    pool.release(slot)
+    flow.step(3, RowHandle(0, 1), 1.0)  # x_3 <- x_3 - x_1: after the payload copy, which must see the old x_3
+    assert params.equal(start)  # nothing has run yet
+    flow.flush()
+    assert sizes == [4, 4]  # two waves of four gradients, not eight calls
+    quarter = start / 4
+    expected = quarter.clone()
+    expected[0] = torch.lerp(quarter[0], quarter[3], 0.5)
+    expected[3] = quarter[3] - quarter[1]
+    assert params.equal(expected)
+    assert flow.pending == 0
+
+
+def test_ops_on_disjoint_rows_batch_and_a_pair_average_equals_the_eager_one_bitwise():
+    def never(rows, batches):
+        raise AssertionError("no gradient recorded")
+
+    params, _, _, flow, _ = gossip_dataflow(6, 5, never)
+    torch.manual_seed(0)
+    params.copy_(torch.randn(6, 5))
+    eager = params.clone()
+    for a, b in ((0, 1), (2, 3), (4, 5), (1, 2)):
+        flow.average((a, b))
+        first, second = eager[a], eager[b]
+        first.add_(second).mul_(0.5)
+        second.copy_(first)
+    flow.lerp(5, params[0], 0.3)
+    eager[5].lerp_(eager[0], 0.3)
+    flow.flush()
+    assert params.equal(eager)
+
+
+def test_a_tensor_the_algorithm_computed_is_refused_with_the_flag_to_set():
+    params, _, _, flow, _ = gossip_dataflow(2, 3, None)
+    with pytest.raises(TypeError, match="numerics_deferrable"):
+        flow.lerp(0, params[1] * 2, 0.5)
+    with pytest.raises(TypeError, match="numerics_deferrable"):
+        flow.copy(0, params[:, 0])  # a column, not a row
+
+
+@pytest.mark.parametrize("wire", [{"peers.precision": "fp16"}, {"network.compression": {"kind": "bf16"}}])
+def test_a_rounding_wire_is_deferred_too_and_gives_the_eager_history(wire):
+    histories = {}
+    for numerics in ("eager", "deferred"):
+        data = tiny("gossip", numerics, True)
+        for dotted, value in wire.items():
+            set_dotted(data, dotted, value)
+        result = run(Scenario.from_dict(data), baselines=False)
+        assert result.manifest["runs"]["p2p"]["numerics"] == numerics
+        histories[numerics] = result.history.drop(columns="run")
+    np.testing.assert_allclose(histories["eager"].to_numpy(float), histories["deferred"].to_numpy(float), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("lr", "interval_s", "reason"),
+    [(50.0, 2.0, "loss beyond divergence_factor x initial loss"), (1e6, 400.0, "non-finite gradient")],
+    ids=["loss-at-a-record", "non-finite-gradient-between-records"],
+)
+def test_a_diverging_run_diverges_when_and_where_the_eager_one_does(lr, interval_s, reason):
+    from p2psim.testing import round_number_scenario
+
+    outcomes = {}
+    for numerics in ("eager", "deferred"):
+        data = round_number_scenario(
+            {"h100_sxm": 4},
+            {"algorithm.lr": lr, "topology.kind": "ring", "stop.sim_time_s": 500.0, "metrics.eval_interval_s": interval_s},
+            **{"engine.numerics": numerics},
+        )
+        outcomes[numerics] = run(Scenario.from_dict(data), baselines=False)
+    eager, deferred = (outcomes[m].manifest["runs"]["p2p"] for m in ("eager", "deferred"))
+    assert eager["status"] == deferred["status"] == "diverged"
+    assert eager["divergence"] == reason  # deferred: found at the next record, reported at the gradient's own time
+    assert deferred["numerics"] == "deferred"
+    for fact in ("diverged_at_s", "diverged_peers", "divergence"):
+        assert deferred[fact] == eager[fact], fact
+    a, b = (outcomes[m].history.drop(columns="run").to_numpy(float) for m in ("eager", "deferred"))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, equal_nan=True)
