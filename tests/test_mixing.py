@@ -40,7 +40,14 @@ def test_a_matrix_used_every_round_reports_its_own_gap_and_definition():
     assert "lambda_n" in report.definition
 
 
-def test_no_gap_is_printed_above_the_dense_limit_and_the_report_says_why():
-    report = pairwise_gossip_report(MAX_DENSE_PEERS + 1, {(0, 1): 1})
-    assert report.spectral_gap is None and "not computed" in report.definition
+def test_above_the_dense_limit_the_gap_comes_from_lanczos_and_matches_the_closed_form():
+    """Uniform pairwise gossip on a star: L = star Laplacian, lambda_2(L) = 1 over m = n - 1 edges, gap 1 / (2 (n - 1))."""
+    n = MAX_DENSE_PEERS + 1
+    report = pairwise_gossip_report(n, {(0, leaf): 1 for leaf in range(1, n)})
+    assert report.spectral_gap == pytest.approx(1 / (2 * (n - 1)), abs=1e-6) and "Lanczos" in report.definition
 
+
+def test_a_gap_lanczos_cannot_resolve_is_not_computed_and_the_report_says_why():
+    n = MAX_DENSE_PEERS + 1  # a ring's gap (2 - 2 cos(2 pi / n)) / (2n) ~ 2e-9 is far below the tolerance
+    report = pairwise_gossip_report(n, {(i, (i + 1) % n): 1 for i in range(n)})
+    assert report.spectral_gap is None and "not computed" in report.definition and "Lanczos tolerance" in report.definition
