@@ -27,11 +27,10 @@ class AdversarySpec:
     attack: str = "sign_flip"
     # share of the learners, rounded down to whole peers
     fraction: float | None = bounded(None, low=0, high=1, high_open=True, why="at least one peer stays honest")
-    peers: tuple[int, ...] | None = bounded(None, low=0, high=MAX_PEER_INDEX)
+    peers: tuple[int, ...] | None = bounded(None, low=0, high=MAX_PEER_INDEX, why="peer indices, among the learners")
     scale: float = bounded(-10.0, low=-1e12, high=1e12, why="attack 'scaled': sends scale x row")
     sigma: float = bounded(1.0, low=0, high=1e12, low_open=True, why="attack 'gaussian': sends N(0, sigma^2 I)")
-    # attack 'alie': sends mu - z sigma; default: Baruch et al.'s z_max from the peer counts
-    z: float | None = bounded(None, low=-1e6, high=1e6)
+    z: float | None = bounded(None, low=-1e6, high=1e6, why="attack 'alie': sends mu - z sigma; default Baruch et al.'s z_max")
     epsilon: float = bounded(0.1, low=0, high=1e12, low_open=True, why="attack 'ipm': sends -epsilon x honest mean")
 
     def __post_init__(self) -> None:
