@@ -270,25 +270,33 @@ NOT_COMPUTED = {"_unsafe_view", "clone", "contiguous", "_to_copy", "copy_", "det
 
 
 class _BetweenLeaves(TorchDispatchMode):
-    """Bytes of tensors computed outside leaf modules from tensors that need a gradient.
+    """Bytes of tensors computed outside leaf modules from the parameters' descendants.
 
     These are the activations a model makes in its own `forward` rather than in a
     layer: attention scores and their softmax, residual sums, functional activations.
     Views and copies (reshapes of the same values) are not counted, nor is anything
     that does not depend on the parameters (masks, positions, casts of the input).
+    Descent is tracked by tensor identity (no autograd graph is built), holding each
+    tracked tensor so that no identity is reused during the pass.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, params: Mapping[str, torch.Tensor]) -> None:
         super().__init__()
         self.depth = 0
         self.bytes = 0
+        self.derived: dict[int, torch.Tensor] = {id(t): t for t in params.values()}
+
+    def track(self, output: Any) -> None:
+        for tensor in pytree.tree_leaves(output):
+            if isinstance(tensor, torch.Tensor):
+                self.derived[id(tensor)] = tensor
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        computed = func._schema.returns and all(r.alias_info is None for r in func._schema.returns)
-        if self.depth == 0 and computed and func._schema.name.split("::")[-1] not in NOT_COMPUTED:
-            inputs = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-            if any(a.requires_grad for a in inputs):
+        if self.depth == 0 and any(id(a) in self.derived for a in pytree.tree_leaves((args, kwargs))):
+            self.track(out)
+            computed = func._schema.returns and all(r.alias_info is None for r in func._schema.returns)
+            if computed and func._schema.name.split("::")[-1] not in NOT_COMPUTED:
                 self.bytes += _output_bytes(out)
         return out
 
@@ -309,7 +317,8 @@ def activation_bytes_per_sample(
     136.0
     """
     total_bytes = 0
-    between = _BetweenLeaves()
+    tensors = _leaf_tensors(model, params)
+    between = _BetweenLeaves(tensors)
 
     def enter(module: torch.nn.Module, args: Any) -> None:
         between.depth += 1
@@ -317,14 +326,15 @@ def activation_bytes_per_sample(
     def record(module: torch.nn.Module, args: Any, output: Any) -> None:
         nonlocal total_bytes
         between.depth -= 1
+        between.track(output)
         total_bytes += _output_bytes(output)
 
     leaves = [module for module in model.modules() if next(module.children(), None) is None]
     handles = [module.register_forward_pre_hook(enter) for module in leaves]
     handles += [module.register_forward_hook(record) for module in leaves]
     try:
-        with torch.enable_grad(), between:
-            functional_call(model, _leaf_tensors(model, params), (inputs,))
+        with torch.no_grad(), between:
+            functional_call(model, tensors, (inputs,))
     finally:
         for handle in handles:
             handle.remove()
