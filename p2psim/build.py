@@ -13,8 +13,8 @@ import numpy as np
 
 from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
+from .compute_device import resolve_device, task_on
 from .engine import RunSetup
-from .faults import resolve_faults
 from .availability import build_availability
 from .faults import resolve_faults
 from .hardware import count_training_flops, load_devices
@@ -82,7 +82,7 @@ def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
     A peer that never computes (a server) holds no data, so no sample goes unused.
     """
     data = scenario.data
-    labels = task.y_train.numpy() if task.n_classes is not None else None
+    labels = task.y_train.cpu().numpy() if task.n_classes is not None else None
     n = scenario.peers.count
     learners = IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n)
     shards = make_partition(
@@ -117,6 +117,8 @@ def build_run(scenario: Scenario) -> RunSetup:
     n = peers.count
     seed = scenario.seed
     task = None if scenario.engine.cost_only else build_task(scenario.task, seed)  # cost-only: no data, no model
+    if task is not None:  # rows and data on the scenario's torch device; "cuda" without a GPU fails here
+        task = task_on(task, resolve_device(scenario.engine.device))
     catalogue = load_devices()
     devices = [catalogue[name] for name in expand_mix(peers.devices, n, "peers.devices")]
     link_names = _placed(peers.links, n, seed, 0, "peers.links")

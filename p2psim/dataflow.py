@@ -34,7 +34,7 @@ def evaluate_gradients(
     gradients: Callable[..., tuple[torch.Tensor, torch.Tensor]], task: Any, rows: torch.Tensor, batches: list[np.ndarray]
 ) -> tuple[torch.Tensor, list[float], list[bool]]:
     """Gradients and losses of `rows` (one per batch of sample indices) in one vmapped call, and which are finite."""
-    index = torch.from_numpy(np.concatenate(batches))
+    index = torch.from_numpy(np.concatenate(batches)).to(task.x_train.device)
     x = task.x_train.index_select(0, index)
     y = task.y_train.index_select(0, index)
     k = len(batches)
@@ -86,7 +86,7 @@ class Dataflow:
         self._snapshots = snapshots
         self._pool = pool
         pool.hold_released = True  # a reused slot would order unrelated peers' ops after each other: reuse after a flush
-        self._grads = RowPool(params.shape[1], capacity=max(16, params.shape[0]), dtype=params.dtype)
+        self._grads = RowPool(params.shape[1], capacity=max(16, params.shape[0]), dtype=params.dtype, device=params.device)
         self._optimizer = optimizer
         self._gradients = gradients
         self._batch_gradients = batch_gradients
@@ -241,28 +241,32 @@ class Dataflow:
     def _tensor(self, buffer: int) -> torch.Tensor:
         return (self._params, self._snapshots, self._pool.rows, self._grads.rows)[buffer]
 
+    def _index(self, rows: Any) -> torch.Tensor:
+        """Row indices as a tensor on the rows' device (index ops on a GPU take GPU indices)."""
+        return torch.as_tensor(rows, device=self._params.device)
+
     def _run(self, group: tuple, ops: list[_Op]) -> None:
         """One batched call for the ready ops of one group (one kind, the same scalars and source buffer)."""
         kind = group[0]
         if kind == MEAN:
-            index = torch.as_tensor(ops[0].rows)
+            index = self._index(ops[0].rows)
             self._params[index] = self._params.index_select(0, index).mean(dim=0)
             return
         params = self._params
-        first = torch.as_tensor([op.rows[0] for op in ops])
+        first = self._index([op.rows[0] for op in ops])
         if kind == ROUND:
             payloads = self._pool.rows
             block = payloads.index_select(0, first)
             payloads.index_copy_(0, first, block.copy_(block.to(group[1])))
             return
         if kind == PAIR:
-            second = torch.as_tensor([op.rows[1] for op in ops])
+            second = self._index([op.rows[1] for op in ops])
             block = params.index_select(0, first)
             block.add_(params.index_select(0, second)).mul_(0.5)
             params.index_copy_(0, first, block)
             params.index_copy_(0, second, block)
             return
-        source = self._tensor(group[-1]).index_select(0, torch.as_tensor([op.rows[1] for op in ops]))
+        source = self._tensor(group[-1]).index_select(0, self._index([op.rows[1] for op in ops]))
         if kind == COPY:
             self._tensor(group[1]).index_copy_(0, first, source)
         elif kind == STEP:
@@ -276,8 +280,8 @@ class Dataflow:
         """A wave: every ready gradient in one vmapped call (or one call each when batching is off)."""
         chunks = [ops] if self._batch_gradients else [[op] for op in ops]
         for chunk in chunks:
-            peers = torch.as_tensor([op.rows[0] for op in chunk])
-            slots = torch.as_tensor([op.rows[1] for op in chunk])
+            peers = self._index([op.rows[0] for op in chunk])
+            slots = self._index([op.rows[1] for op in chunk])
             grads, losses, finite = self._gradients(self._snapshots.index_select(0, peers), [op.job.batch for op in chunk])
             self._grads.rows.index_copy_(0, slots, grads)
             for op, loss, ok in zip(chunk, losses, finite):

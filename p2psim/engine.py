@@ -144,7 +144,7 @@ class World:
             len(setup.algorithm_class.learners(scenario.algorithm, self.n_peers)), scenario.seed,
         )
         self.honest_peers = [peer for peer in range(self.n_peers) if peer not in set(setup.byzantine)]
-        self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers)  # rows the history describes
+        self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers, device=self.params.device)  # rows the history describes
         self.model_bytes = setup.model_bytes
         self.wire = Wire(scenario.network.compression, scenario.peers.precision, self.params.shape[1], self.model_bytes, scenario.seed)
         self.network = Network(
@@ -196,8 +196,8 @@ class World:
         self._sample_limit = scenario.sample_limit()  # (samples, "samples" or "tokens"): stop.samples or stop.tokens
         self._stop = self.env.event()
         self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
-        self.pool = RowPool(self.params.shape[1])
-        self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1])
+        self.pool = RowPool(self.params.shape[1], device=self.params.device)
+        self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1], device=self.params.device)
         self.numerics = self._numerics()
         self._dataflow = None if self.numerics != "deferred" else Dataflow(
             self.params, self._snapshots, self.pool, self.optimizer,
@@ -371,7 +371,7 @@ class World:
             first.add_(second).mul_(0.5)
             second.copy_(first)
         else:
-            index = torch.as_tensor(peers)
+            index = torch.as_tensor(peers, device=self.params.device)
             self.params[index] = self.params.index_select(0, index).mean(dim=0)
         self._versions[list(peers)] += 1
 
@@ -422,7 +422,7 @@ class World:
         else:
             jobs = [due]
             self._pending.remove(due)
-        rows = self._snapshots.index_select(0, torch.as_tensor([job.peer for job in jobs]))
+        rows = self._snapshots.index_select(0, torch.as_tensor([job.peer for job in jobs], device=self.params.device))
         grads, losses, finite = evaluate_gradients(self._gradients, self.setup.task, rows, [job.batch for job in jobs])
         for job, g, loss, ok in zip(jobs, grads, losses, finite):
             job.grad, job.loss, job.finite = g, loss, ok
@@ -675,6 +675,7 @@ class World:
             "mean_gradient_batch": float(sizes.mean()),
             "max_gradient_batch": int(sizes.max()),
             "torch_threads": torch.get_num_threads(),
+            "torch_device": str(self.params.device),
             "messages": int(self.network.messages_sent),
             "messages_lost": int(self.network.messages_lost),
             "payload_rows_peak": self.pool.peak_in_use,

@@ -117,15 +117,19 @@ def learning_rate(base: float, schedule: ScheduleSpec, clock: float) -> float:
 class RowOptimizer:
     """Optimizer state as `[n_rows, n_params]` tensors; `step(rows, i, grad, lr)` updates `rows[i]` in place."""
 
-    def __init__(self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         self.spec = spec
         # counts in numpy: read and bumped at every step, where a torch scalar op costs microseconds
         self.steps = np.zeros(n_rows, dtype=np.int64)  # steps applied to each row: the schedule's clock
         self._t = np.zeros(n_rows, dtype=np.int64)  # steps since the row's state was last reset
-        self._buffer = torch.zeros(n_rows, n_params, dtype=dtype) if spec.name in ("momentum", "nesterov") else None
+        state = {"dtype": dtype, "device": device}
+        self._buffer = torch.zeros(n_rows, n_params, **state) if spec.name in ("momentum", "nesterov") else None
         adam = spec.name in ("adam", "adamw")
-        self._m = torch.zeros(n_rows, n_params, dtype=dtype) if adam else None
-        self._v = torch.zeros(n_rows, n_params, dtype=dtype) if adam else None
+        self._m = torch.zeros(n_rows, n_params, **state) if adam else None
+        self._v = torch.zeros(n_rows, n_params, **state) if adam else None
 
     def reset(self, i: int) -> None:
         """Fresh state for row `i` (momentum buffer, Adam moments and bias-correction count); its step clock runs on."""

@@ -25,8 +25,10 @@ class RowPool:
     1
     """
 
-    def __init__(self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32):
-        self._rows = torch.empty(capacity, n_params, dtype=dtype)
+    def __init__(
+        self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ):
+        self._rows = torch.empty(capacity, n_params, dtype=dtype, device=device)
         self._free = list(range(capacity - 1, -1, -1))
         self._held: list[int] = []  # released while `hold_released`: reusable after `recycle`
         self.hold_released = False  # deferred numerics: a slot's row may still be read by ops not yet run
@@ -57,7 +59,7 @@ class RowPool:
         """A free slot, its row not yet written (growing the pool if none is free): deferred numerics fill it later."""
         if not self._free:
             old = self.capacity
-            grown = torch.empty(2 * old, self._rows.shape[1], dtype=self._rows.dtype)
+            grown = torch.empty(2 * old, self._rows.shape[1], dtype=self._rows.dtype, device=self._rows.device)
             grown[:old] = self._rows
             self._rows = grown
             self._free = list(range(2 * old - 1, old - 1, -1))

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 STEP_TIME_DISTRIBUTIONS = ("lognormal", "exponential", "pareto")
+TORCH_DEVICES = ("cpu", "cuda", "auto")  # p2psim.compute_device resolves them (no torch import here)
 NUMERICS = ("eager", "deferred", "none")  # "deferred": p2psim.dataflow; "none": cost-only, see EngineSpec
 MAX_PEERS = 10**6  # peers are rows of one tensor; beyond this the per-peer bookkeeping alone fills a machine
 MAX_SECONDS = 1e12  # ~31,700 years of simulated time: longer spans no run records at all
@@ -333,10 +334,12 @@ class EngineSpec:
     # torch intra-op threads during the run; small per-peer ops are slower with more
     threads: int = bounded(1, low=1, high=1024)
     numerics: str = "eager"  # or "none": cost-only (time, traffic, utilisation, energy; no loss)
+    device: str = "cpu"  # where rows and task data live: "cpu", "cuda" or "auto" (the GPU if torch sees one)
 
     def __post_init__(self) -> None:
         check_ranges(self)
         _one_of(self.numerics, NUMERICS, "numerics", "numerics ")
+        _one_of(self.device, TORCH_DEVICES, "device", "device ")
 
     @property
     def cost_only(self) -> bool:
