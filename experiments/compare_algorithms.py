@@ -41,6 +41,7 @@ SETTINGS: dict[str, dict] = {
     "adpsgd_idealised": {"name": "adpsgd_idealised", "lr": 0.5},
     "dpsgd": {"name": "dpsgd", "lr": 0.5},
     "atc_dsgd": {"name": "atc_dsgd", "lr": 0.5},
+    "choco": {"name": "choco", "lr": 0.5, "gamma": 1.0},  # uncompressed here: ATC D-SGD (see experiments/compression.py)
     "clipped_gossip": {"name": "clipped_gossip", "lr": 0.5, "tau": 1.0},  # tau: the most a neighbour moves a row
     "sgp": {"name": "sgp", "lr": 0.5},
     "sgp_exponential": {"name": "sgp", "lr": 0.5, "graph": "exponential_one_peer"},
