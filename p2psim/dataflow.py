@@ -82,7 +82,11 @@ class Dataflow:
         batch_sizes: list[int],
         max_rows: int,
     ):
-        self._params = params
+        self._params = params  # never reallocated by the World: its rows are known by address
+        self._params_base = params if params._base is None else params._base
+        self._params_address = params.data_ptr()
+        self._row_shape = params.shape[1:]
+        self._row_bytes = params.stride(0) * params.element_size()
         self._snapshots = snapshots
         self._pool = pool
         pool.hold_released = True  # a reused slot would order unrelated peers' ops after each other: reuse after a flush
@@ -169,12 +173,10 @@ class Dataflow:
         """The buffer and index of a row an algorithm passed: a handle, or a view of one row of `world.params`."""
         if type(row) is RowHandle:
             return row.buffer, row.index
-        params = self._params
-        base = params if params._base is None else params._base
-        if isinstance(row, torch.Tensor) and row._base is base and row.dim() == 1 and row.shape[0] == params.shape[1]:
-            offset = row.storage_offset() - params.storage_offset()
-            if row.stride(0) == 1 and offset % params.stride(0) == 0 and 0 <= offset < params.numel():
-                return PARAMS, offset // params.stride(0)
+        if getattr(row, "_base", None) is self._params_base and row.shape == self._row_shape and row.is_contiguous():
+            index, rest = divmod(row.data_ptr() - self._params_address, self._row_bytes)
+            if rest == 0 and 0 <= index < len(self._params):
+                return PARAMS, index
         raise TypeError(
             "deferred numerics track rows of world.params, message rows and gradients only, not a tensor the "
             f"algorithm computed ({type(row).__name__}): such an algorithm must keep numerics_deferrable = False"
