@@ -97,6 +97,15 @@ def bill_run(setup: RunSetup, outcome: RunOutcome) -> RunBill:
         busy_recorded = computing.T @ np.diff(times, prepend=0.0) if ticks else np.zeros(n)
         tail = np.clip((total_fraction * end_s - busy_recorded) / (end_s - last), 0.0, 1.0) if end_s > last else np.zeros(n)
         times, computing = np.append(times, end_s), np.vstack([computing, tail])
+    offline = None  # churn: each peer's offline fraction per interval, which draws no power
+    recorded_offline = getattr(outcome, "offline", None)  # an outcome built by hand may have none
+    if recorded_offline:
+        offline = np.array([u for _, u in recorded_offline], dtype=np.float64).reshape(len(recorded_offline), n)
+        if len(times) > len(offline):  # the tail interval: what the whole run's offline time leaves for it
+            recorded = offline.T @ np.diff(times[: len(offline)], prepend=0.0)
+            total = np.array([row.get("offline_fraction", 0.0) for row in peer_rows]) * end_s
+            span = end_s - times[len(offline) - 1]
+            offline = np.vstack([offline, np.clip((total - recorded) / span, 0.0, 1.0) if span > 0 else np.zeros(n)])
 
     datacenter = np.array([link in spec.datacenter_links for link in setup.link_names])
     grids = [region or spec.grid for region in setup.regions]
@@ -110,7 +119,7 @@ def bill_run(setup: RunSetup, outcome: RunOutcome) -> RunBill:
     host_dc = spec.host_factor_datacenter or catalogue.model["host_factor_datacenter"]
     host_home = spec.host_factor_home or catalogue.model["host_factor_home"]
     factor = np.where(datacenter, host_dc * pue_dc, host_home * spec.home_pue)
-    device_kwh = interval_energy_kwh(times, computing, idle_w, busy_w, factor)
+    device_kwh = interval_energy_kwh(times, computing, idle_w, busy_w, factor, offline)
 
     sent = np.array([row["bytes_sent"] for row in peer_rows])
     run_bytes = np.array([row["bytes_sent"] for row in outcome.history], dtype=np.float64)  # one per tick

@@ -68,8 +68,7 @@ class Churn:
         self._deferred: list[list[Callable[[], None]]] = [[] for _ in range(n)]
         self.timers_pending = 0
         self._max_timer_s = 0.0
-        self._activity = -1
-        self._quiet_since = 0.0
+        self.last_activity = 0.0  # the last gradient finished, message sent or arrived, or peer back
         self._rng = stream(world.setup.scenario.seed, "churn")
         start = pd.Timestamp(world.setup.scenario.energy.start_utc)
         self._start_hour = start.hour + start.minute / 60 + start.second / 3600
@@ -141,7 +140,7 @@ class Churn:
         self._update(peer)
         essential = self.world.algorithm.essential_peers()
         if peer in essential:
-            self._stall(f"peer {peer}, which {self.world.algorithm.name} cannot run without, crashed at t={self.env.now:.6g} s")
+            self._stall(f"peer {peer}, which {self.world.algorithm.name} cannot run without, crashed at t={self.env.now:.6g} s", self.env.now)
 
     def _update(self, peer: int) -> None:
         online = bool(self.session_on[peer] and self.window_on[peer] and not self.crashed[peer])
@@ -173,6 +172,7 @@ class Churn:
 
     def _arrive(self, peer: int) -> None:
         self.online[peer] = True
+        self.last_activity = self.env.now
         self._offline_total[peer] += self.env.now - self._offline_since[peer]
         self.counts["returns"] += 1
         if self.spec.repair_degree and self.world.algorithm.repairs_graph:
@@ -270,6 +270,7 @@ class Churn:
         self._next_ticket += 1
         message.ticket = ticket
         self._tickets[ticket] = (message, flow, on_cut)
+        self.last_activity = self.env.now
         self._by_peer[message.src][ticket] = None
         self._by_peer[message.dst][ticket] = None
 
@@ -279,6 +280,7 @@ class Churn:
 
     def _untrack(self, message: Message) -> None:
         ticket = message.ticket
+        self.last_activity = self.env.now
         if self._tickets.pop(ticket, None) is not None:
             self._by_peer[message.src].pop(ticket, None)
             self._by_peer[message.dst].pop(ticket, None)
@@ -322,21 +324,20 @@ class Churn:
     def stall_reason(self) -> str | None:
         """Why nothing can progress any more, or None while something can (see the module docstring)."""
         world = self.world
-        activity = world.gradients_computed + world.network.messages_sent + self.counts["returns"] + len(world._pending)
-        if activity != self._activity:
-            self._activity, self._quiet_since = activity, self.env.now
         if world._computing.any() or world._in_flight > 0:
             return None
         horizon = world.setup.scenario.stop.sim_time_s or math.inf
+        if self.env.now >= horizon:
+            return None  # the run ends now anyway
         back = np.where(self.session_on, self._next_window, self._next_session)
         returning = ~self.online & ~self.crashed & (back < horizon)
         if returning.any():
             return None
-        if self.timers_pending and self.env.now - self._quiet_since < 2.0 * self._max_timer_s:
+        if self.timers_pending and self.env.now - self.last_activity < 2.0 * self._max_timer_s:
             return None
         held = len(self._held)
         offline = int((~self.online & ~self.crashed).sum())
-        parts = [f"no peer computing and no message in flight since t={self._quiet_since:.6g} s"]
+        parts = [f"no peer computing and no message in flight since t={self.last_activity:.6g} s"]
         if held:
             parts.append(f"{held} message(s) held for peers that are not both online before the stop")
         if offline:
@@ -344,7 +345,7 @@ class Churn:
         if self.crashed.any():
             parts.append(f"{int(self.crashed.sum())} peer(s) crashed")
         if self.timers_pending:
-            parts.append(f"only timers fired for {self.env.now - self._quiet_since:.6g} s")
+            parts.append(f"only timers fired for {self.env.now - self.last_activity:.6g} s")
         return "; ".join(parts)
 
     def check(self) -> None:
@@ -353,13 +354,13 @@ class Churn:
             return
         reason = self.stall_reason()
         if reason is not None:
-            self._stall(reason)
+            self._stall(reason, self.last_activity)
 
-    def _stall(self, reason: str) -> None:
+    def _stall(self, reason: str, since_s: float) -> None:
         world = self.world
         if world.status == "running":
             world.status = "stalled"
-            world.info["stalled_at_s"] = min(self._quiet_since, self.env.now)
+            world.info["stalled_at_s"] = since_s
         world._request_stop(f"stalled: {reason}")
 
     def offline_seconds(self) -> np.ndarray:

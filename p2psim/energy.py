@@ -52,16 +52,21 @@ def energy_kwh(power_w: float, seconds: float, count: int = 1, pue: float = 1.0,
 
 
 def interval_energy_kwh(
-    times_s: np.ndarray, computing: np.ndarray, idle_w: np.ndarray, busy_w: np.ndarray, factor: np.ndarray
+    times_s: np.ndarray, computing: np.ndarray, idle_w: np.ndarray, busy_w: np.ndarray, factor: np.ndarray,
+    offline: np.ndarray | None = None,
 ) -> np.ndarray:
     """kWh per recording interval and peer: [ticks, peers].
 
     `times_s` are the ticks' times (the first interval starts at 0), `computing` each peer's
     computing fraction over the interval ending at each tick, `factor` each peer's host
-    overhead x PUE. A peer draws idle power whenever it is not computing (waiting, sending).
+    overhead x PUE. A peer draws idle power whenever it is neither computing nor offline
+    (waiting, sending); offline (`offline`, the same shape: churn), it draws nothing.
     """
     durations = np.diff(np.asarray(times_s, dtype=np.float64), prepend=0.0)
-    power = average_power_w(computing, idle_w, busy_w) * factor
+    power = average_power_w(computing, idle_w, busy_w)
+    if offline is not None:
+        power = power - np.asarray(idle_w) * offline
+    power = power * factor
     return power * durations[:, None] / J_PER_KWH
 
 

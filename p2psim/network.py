@@ -58,6 +58,7 @@ class _Flow:
     window_bytes: float = 0.0
     rtt_s: float = 0.0
     in_flight: bool = True
+    cancelled: bool = False  # cut by churn (`Network.cancel`): never delivered
 
 
 class _Fluctuation:
@@ -159,7 +160,7 @@ class Network:
         nbytes: float,
         on_delivered: Callable[[], None],
         on_lost: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> _Flow:
         """Start sending ``nbytes`` from ``src`` to ``dst``; ``on_delivered()`` runs at arrival time.
 
         A message the network's faults lose (`faults.py`: lost at the receiver, after its full
@@ -195,7 +196,7 @@ class Network:
         )
         if flow.remaining_bytes <= flow.crumb_bytes:
             self._propagate(flow)
-            return
+            return flow
         if self.model.tcp is not None:
             self._start_tcp(flow, 2.0 * latency_s)
         self._flows_on[flow.up][flow.flow_id] = flow
@@ -203,6 +204,29 @@ class Network:
         self._in_flight += 1
         if self._fluctuation is not None:
             self._track_period(flow)
+        self._reshare((flow.up, flow.down))
+        return flow
+
+    def serialising(self, flow: _Flow) -> bool:
+        """Whether the flow's last byte has yet to leave its sender (it still holds its links)."""
+        return flow.flow_id in self._flows_on[flow.up]
+
+    def cancel(self, flow: _Flow) -> None:
+        """Cut a message (an end left, p2psim.churn): it is never delivered, its links are freed now,
+        and only the bytes that left count in ``bytes_sent``."""
+        if flow.cancelled:
+            return
+        flow.cancelled = True
+        if not self.serialising(flow):
+            return  # propagating: all its bytes left; it will not arrive
+        now = self.env.now
+        left = flow.remaining_bytes - flow.rate_bytes_per_s * (now - flow.updated_s)
+        self.bytes_sent[flow.src] -= max(left, 0.0)
+        flow.in_flight = False
+        flow.token += 1  # its scheduled completion is now stale
+        self._in_flight -= 1
+        del self._flows_on[flow.up][flow.flow_id]
+        del self._flows_on[flow.down][flow.flow_id]
         self._reshare((flow.up, flow.down))
 
     def _start_tcp(self, flow: _Flow, rtt_s: float) -> None:
@@ -344,6 +368,8 @@ class Network:
         arrived.callbacks.append(lambda _event: self._deliver(flow))
 
     def _deliver(self, flow: _Flow) -> None:
+        if flow.cancelled:
+            return
         """The message has arrived: count its bytes, then hand it to the receiver (unless a fault lost it)."""
         faults = self._faults
         if faults is not None and lost(faults, self._loss_draws, flow.src, flow.dst, flow.sent_s, self.env.now):

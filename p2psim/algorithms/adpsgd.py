@@ -55,6 +55,7 @@ class ADPSGD(Algorithm):
     name = "adpsgd"
     config_class = ADPSGDConfig
     needs_connected_graph = True
+    repairs_graph = True  # partners are world.neighbors, read at each exchange (not with bipartite = true)
     numerics_deferrable = True
 
     @classmethod
@@ -74,6 +75,7 @@ class ADPSGD(Algorithm):
         world = self.world
         self._exchanging = [False] * world.n_peers
         self._held: list[GradientJob | None] = [None] * world.n_peers
+        self._waiting: list[GradientJob | None] = [None] * world.n_peers  # the job whose exchange is awaited
         self._partners = world.neighbors
         self._active = [True] * world.n_peers
         if self.config.bipartite and world.n_peers > 1:
@@ -96,12 +98,16 @@ class ADPSGD(Algorithm):
         partners = self._partners[job.peer]
         if not partners or not self._active[job.peer]:
             self._apply(job)
-            world.compute(job.peer)
+            if not world.is_computing(job.peer):  # churn: a peer back online may compute already
+                world.compute(job.peer)
             return
         partner = partners[int(world.rng.integers(len(partners)))]
         self._exchanging[job.peer] = True
+        self._waiting[job.peer] = job
         self._push(job, partner)
-        if self.config.overlap:
+        if world.timeout_s is not None:  # churn: a partner that left never replies
+            world.schedule(world.timeout_s, job.peer, lambda: self._give_up(job))
+        if self.config.overlap and not world.is_computing(job.peer):
             world.compute(job.peer)
 
     def _push(self, job: GradientJob, partner: int) -> None:
@@ -114,15 +120,33 @@ class ADPSGD(Algorithm):
             return
         job: GradientJob = message.payload
         peer = job.peer
+        if self._waiting[peer] is not job:  # the peer gave up on this exchange (churn timeout): ignored
+            return
         self._merge_reply(message)
         self._pairs[min(peer, message.src), max(peer, message.src)] += 1
         self._apply(job)
+        self._go_on(peer)
+
+    def _give_up(self, job: GradientJob) -> None:
+        """Churn: no reply within `timeout_s`: apply the gradient alone and go on (a late reply is ignored)."""
+        if self._waiting[job.peer] is job:
+            self._apply(job)
+            self._go_on(job.peer)
+
+    def _go_on(self, peer: int) -> None:
+        """The exchange is over: exchange the gradient that waited for it, or compute the next."""
         self._exchanging[peer] = False
-        if not self.config.overlap:
-            self.world.compute(peer)
-        elif self._held[peer] is not None:
-            held, self._held[peer] = self._held[peer], None
+        self._waiting[peer] = None
+        held, self._held[peer] = self._held[peer], None
+        if held is not None:
             self._exchange(held)
+        elif not self.world.is_computing(peer):
+            self.world.compute(peer)
+
+    def on_rejoin(self, peer: int) -> None:
+        """Back online: compute again, unless a non-overlapping exchange is still awaited."""
+        if self.config.overlap or not self._exchanging[peer]:
+            super().on_rejoin(peer)
 
     def _answer(self, message: Message) -> None:
         """The passive side: reply with the model held now, then merge the one that was sent."""

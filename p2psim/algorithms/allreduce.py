@@ -41,41 +41,82 @@ class AllReduce(Algorithm):
     carries_rows = False
 
     def start(self) -> None:
-        self._ready: list[GradientJob] = []
-        self._round = [0] * self.world.n_peers
+        self._ready: dict[int, GradientJob] = {}
+        self._members: tuple[int, ...] = ()  # the ring running now (empty: none)
+        self._round: dict[int, int] = {}
         self._done = 0
+        self._ring = 0  # counts rings and timeouts (churn), so an old message or timer is recognised
         super().start()
 
     def on_gradient(self, job: GradientJob) -> None:
-        self._ready.append(job)
-        if len(self._ready) < self.world.n_peers:
-            return
-        if self.world.n_peers == 1:
-            self._apply()
-            return
-        for peer in range(self.world.n_peers):
-            self._send_round(peer)
+        self._ready[job.peer] = job
+        if self._members:
+            return  # a ring is running: this gradient waits for the next
+        waiting = [peer for peer in range(self.world.n_peers) if peer not in self._ready and self.world.is_online(peer)]
+        if not waiting:
+            self._launch()
+        elif len(self._ready) == 1 and self.world.timeout_s is not None:
+            self._arm()
 
-    def _send_round(self, peer: int) -> None:
-        world = self.world
-        world.send(peer, (peer + 1) % world.n_peers, world.model_bytes / world.n_peers, "chunk", self._round[peer])
+    def _arm(self) -> None:
+        """Churn: `timeout_s` after the first gradient of a step, or after a ring starts, the step goes on without the missing."""
+        ring = self._ring
+        keeper = min(self._ready) if self._ready else 0  # a peer with a gradient ready keeps the time
+        self.world.schedule(self.world.timeout_s, keeper, lambda: self._expire(ring))
+
+    def _expire(self, ring: int) -> None:
+        """Abandon a ring that has not completed, and all-reduce over the online peers whose gradient is ready."""
+        if ring != self._ring:
+            return
+        self._ring += 1
+        self._members = ()
+        self._ready = {peer: job for peer, job in self._ready.items() if self.world.is_online(peer)}
+        if self._ready:
+            self._launch()
+        else:
+            self._arm()
+
+    def _launch(self) -> None:
+        """Start the ring over the peers whose gradient is ready (every peer, without churn)."""
+        members = tuple(sorted(self._ready))
+        if len(members) == 1:
+            self._apply(members)
+            return
+        self._members, self._round, self._done = members, dict.fromkeys(members, 0), 0
+        self._ring += 1
+        if self.world.timeout_s is not None:
+            self._arm()
+        for position in range(len(members)):
+            self._send_round(position)
+
+    def _send_round(self, position: int) -> None:
+        world, members = self.world, self._members
+        peer = members[position]
+        payload = (self._ring, position, self._round[peer])
+        world.send(peer, members[(position + 1) % len(members)], world.model_bytes / len(members), "chunk", payload)
 
     def on_message(self, message: Message) -> None:
-        peer = message.dst
+        ring, position, _ = message.payload
+        if ring != self._ring:
+            return  # a ring abandoned after a timeout (churn)
+        members = self._members
+        position = (position + 1) % len(members)
+        peer = members[position]
         self._round[peer] += 1
-        if self._round[peer] < 2 * (self.world.n_peers - 1):
-            self._send_round(peer)
+        if self._round[peer] < 2 * (len(members) - 1):
+            self._send_round(position)
             return
         self._done += 1
-        if self._done == self.world.n_peers:
-            self._apply()
+        if self._done == len(members):
+            self._apply(members)
 
-    def _apply(self) -> None:
+    def _apply(self, members: tuple[int, ...]) -> None:
         world = self.world
-        jobs = sorted(self._ready, key=lambda job: job.peer)
+        jobs = [self._ready.pop(peer) for peer in members]
         mean = torch.stack([world.consume(job) for job in jobs]).mean(dim=0)
-        self._ready, self._round, self._done = [], [0] * world.n_peers, 0
-        for peer in range(world.n_peers):
+        self._members, self._round, self._done = (), {}, 0
+        self._ring += 1
+        for peer in members:
             world.apply_gradient(peer, mean)
             world.compute(peer)
 

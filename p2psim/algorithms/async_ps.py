@@ -83,8 +83,8 @@ class AsyncPS(ServerAlgorithm):
 
     name = "async_ps"
     config_class = AsyncPSConfig
-    update_kinds = ("gradient",)
     byzantine_surface = "the gradient each worker pushes"
+    update_kinds = ("gradient",)
 
     @classmethod
     def check_graph(cls, config: AsyncPSConfig, graph: nx.Graph) -> None:
@@ -106,16 +106,30 @@ class AsyncPS(ServerAlgorithm):
         self._buffered = np.zeros(config.buffers, dtype=np.int64)  # gradients in each buffer since the last step
         self._buffer_of = {worker: i % config.buffers for i, worker in enumerate(self.workers)} if config.buffers else {}
         self._center = torch.zeros(world.params.shape[1])  # the previous aggregate: centered_clip's start
+        self._pushes = [0] * world.n_peers  # gradients each worker has pushed
+        self._awaited = [0] * world.n_peers  # the push whose reply the worker waits for (0: none)
 
     def on_gradient(self, job: GradientJob) -> None:
-        world = self.world
-        world.send(job.peer, self.server, world.model_bytes, "gradient", job, row=job.grad)
+        world, worker = self.world, job.peer
+        world.send(worker, self.server, world.model_bytes, "gradient", job, row=job.grad)
+        self._pushes[worker] += 1
+        self._awaited[worker] = push = self._pushes[worker]
+        if world.timeout_s is not None:  # churn: no reply within timeout_s, compute again on the model held
+            world.schedule(world.timeout_s, worker, lambda: self._retry(worker, push))
+
+    def _retry(self, worker: int, push: int) -> None:
+        if self._awaited[worker] == push:
+            self._awaited[worker] = 0
+            if not self.world.is_computing(worker):  # it came back and computes already
+                self.world.compute(worker)
 
     def on_message(self, message: Message) -> None:
         world = self.world
         if message.kind == "model":
             world.set_row(message.dst, message.row)
-            world.compute(message.dst)
+            self._awaited[message.dst] = 0
+            if not world.is_computing(message.dst):  # it may have given up waiting and computed on (churn)
+                world.compute(message.dst)
             return
         worker = message.src
         world.consume(message.payload)

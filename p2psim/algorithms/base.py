@@ -50,12 +50,14 @@ class Algorithm:
     # message's or job's row, consume, apply_gradient, mix_row, set_row, add_to_row, average_rows) and read
     # no value: then `engine.numerics = "deferred"` may record the numerics and run them later (p2psim.dataflow)
     numerics_deferrable: ClassVar[bool] = False
-    # message kinds whose row is a gradient or a difference, not a model: a sparsifier and error feedback apply to them
-    update_kinds: ClassVar[tuple[str, ...]] = ()
-    carries_rows: ClassVar[bool] = True  # False: messages carry bytes only, the numerics average exactly
     # what a Byzantine peer corrupts here (rows it sends through `World.send`); "" refuses an adversary, as where
     # peers' rows combine without a message carrying them and an attack could not act
     byzantine_surface: ClassVar[str] = ""
+    # message kinds whose row is a gradient or a difference, not a model: a sparsifier and error feedback apply to them
+    update_kinds: ClassVar[tuple[str, ...]] = ()
+    carries_rows: ClassVar[bool] = True  # False: messages carry bytes only, the numerics average exactly
+    # True when the hooks read `world.neighbors` afresh at each choice: churn's graph repair may then add edges
+    repairs_graph: ClassVar[bool] = False
 
     def __init__(self, config: AlgorithmConfig, world: World):
         self.config = config
@@ -90,6 +92,15 @@ class Algorithm:
     def on_message(self, message: Message) -> None:
         """`message` has fully arrived at `message.dst`."""
         raise NotImplementedError
+
+    def on_rejoin(self, peer: int) -> None:
+        """`peer` is back online (p2psim.churn), its computation lost if one was running: by default it computes again."""
+        if not self.world.is_computing(peer):
+            self.world.compute(peer)
+
+    def essential_peers(self) -> tuple[int, ...]:
+        """Peers without which nothing can progress (a server): the run stalls when one of them crashes."""
+        return ()
 
 
 ALGORITHMS: dict[str, type[AlgorithmConfig]] = {}

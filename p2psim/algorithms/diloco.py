@@ -43,7 +43,7 @@ from .base import register_algorithm
 from .fedavg import FedAvg, FedAvgConfig
 
 if TYPE_CHECKING:
-    from ..engine import Message
+    from ..engine import GradientJob, Message
 
 __all__ = ["DiLoCo", "DiLoCoAsync", "DiLoCoAsyncConfig", "DiLoCoConfig"]
 
@@ -125,7 +125,28 @@ class DiLoCoAsync(DiLoCo):
 
     def start(self) -> None:
         self.arrivals: list[tuple[float, int]] = []  # (time, worker) of each delta applied
+        self._replies = [0] * self.world.n_peers  # deltas each worker has sent
         super().start()
+
+    def on_gradient(self, job: GradientJob) -> None:
+        super().on_gradient(job)
+        client, world = job.peer, self.world
+        if world.timeout_s is not None and self._steps_done[client] >= self.config.local_steps:  # it sent its delta
+            self._replies[client] += 1
+            sent = self._replies[client]
+            world.schedule(world.timeout_s, client, lambda: self._no_model(client, sent))
+
+    def _no_model(self, client: int, sent: int) -> None:
+        """Churn: no model within `timeout_s` of the delta: H more steps from the model it holds."""
+        if self._replies[client] == sent and self._steps_done[client] >= self.config.local_steps:
+            self.on_rejoin(client)
+
+    def on_rejoin(self, peer: int) -> None:
+        """No rounds sample it again: a returning worker starts H local steps from the model it holds."""
+        if peer != self.server and not self.world.is_computing(peer):
+            self._steps_done[peer] = 0
+            self._job_round[peer] = -1
+            self._compute(peer)
 
     def _open_round(self) -> None:
         """At time zero only: every worker gets the initial model."""

@@ -26,7 +26,7 @@ round-k model to leave round k) waits in a row pool until the receiver reaches t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -62,11 +62,15 @@ class RoundInbox:
         """A message to `peer` sent in `sent_round`: summed now if that is `peer`'s round, else kept for later."""
         if sent_round == current_round:
             self._sum(peer, row, weight)
-        else:
+        elif sent_round > current_round:
             self._early[peer].append((sent_round, weight, self._pool.store(row)))
+        # else: sent for a round the receiver has left (churn timeout): dropped
 
-    def next_round(self, peer: int, round_: int) -> None:
-        """`peer` has moved to `round_`: empty its sums and fold in what already arrived for that round."""
+    def next_round(self, peer: int, round_: int, skipped: Callable[[float, torch.Tensor], None] | None = None) -> None:
+        """`peer` has moved to `round_`: empty its sums and fold in what already arrived for that round.
+
+        Rows kept for rounds it skipped (churn) go to `skipped(weight, row)` if given, else are dropped.
+        """
         self.sums[peer].zero_()
         self.weights[peer] = 0.0
         self.counts[peer] = 0
@@ -75,8 +79,12 @@ class RoundInbox:
             if sent_round == round_:
                 self._sum(peer, self._pool.row(slot), weight)
                 self._pool.release(slot)
-            else:
+            elif sent_round > round_:
                 self._early[peer].append((sent_round, weight, slot))
+            else:  # a round skipped (churn)
+                if skipped is not None:
+                    skipped(weight, self._pool.row(slot))
+                self._pool.release(slot)
 
     def _sum(self, peer: int, row: torch.Tensor, weight: float) -> None:
         self.sums[peer].add_(row, alpha=weight)
@@ -106,6 +114,7 @@ class DPSGD(Algorithm):
         self.round = [0] * n
         self._inbox = RoundInbox(n, d, world.params.dtype)  # sum_j W_ij x_j^sent of each peer's round
         self._jobs: list[GradientJob | None] = [None] * n
+        self._timed_out = [False] * n  # churn: the round's timeout passed
 
     def mixing(self) -> MixingReport:
         rule = self.world.setup.scenario.topology.mixing
@@ -119,6 +128,33 @@ class DPSGD(Algorithm):
         self.world.compute(peer)
         if not self.adapt_first:
             self._share(peer)
+        self._arm(peer)
+
+    def _arm(self, peer: int) -> None:
+        """Churn: the round ends `timeout_s` after it began with the neighbours' models that arrived."""
+        world = self.world
+        if world.timeout_s is not None:
+            round_ = self.round[peer]
+            world.schedule(world.timeout_s, peer, lambda: self._expire(peer, round_))
+
+    def _expire(self, peer: int, round_: int) -> None:
+        if self.round[peer] == round_:
+            self._timed_out[peer] = True
+            self._try_finish(peer)
+
+    def _jump(self, peer: int, round_: int) -> None:
+        """Churn: a neighbour is two or more rounds ahead (this peer was away or slow): skip to its round."""
+        self.round[peer] = round_
+        self._inbox.next_round(peer, round_)
+        self._timed_out[peer] = False
+        self._arm(peer)
+        if not self.adapt_first or self._jobs[peer] is not None:
+            self._share(peer)
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning peer that lost its gradient begins its round again (model sent again, timeout armed)."""
+        if self._jobs[peer] is None and not self.world.is_computing(peer):
+            self._begin_round(peer)
 
     def _share(self, peer: int) -> None:
         """Send the model held now (copied at send) to every neighbour, tagged with the round."""
@@ -135,16 +171,23 @@ class DPSGD(Algorithm):
 
     def on_message(self, message: Message) -> None:
         peer = message.dst
+        if message.payload > self.round[peer] + 1:  # only under churn: without it a neighbour is at most one round ahead
+            self._jump(peer, message.payload)
         self._inbox.add(peer, message.payload, self.round[peer], message.row, float(self.W[peer, message.src]))
         self._try_finish(peer)
 
     def _try_finish(self, peer: int) -> None:
         """End the round once the gradient is done and every neighbour's model of this round is in."""
         job = self._jobs[peer]
-        if job is None or self._inbox.counts[peer] < len(self.world.neighbors[peer]):
+        complete = self._inbox.counts[peer] >= len(self.world.neighbors[peer])
+        if job is None or not (complete or self._timed_out[peer]):
             return
-        merged = self._inbox.sums[peer].add_(self.world.params[peer], alpha=float(self.W[peer, peer]))
+        own = float(self.W[peer, peer])
+        merged = self._inbox.sums[peer].add_(self.world.params[peer], alpha=own)
+        if not complete:  # churn timeout: W's row renormalised over the models that arrived
+            merged.div_(self._inbox.weights[peer] + own)
         self.world.set_row(peer, merged)
+        self._timed_out[peer] = False
         self._jobs[peer] = None
         if not self.adapt_first:
             self._apply(job)

@@ -61,6 +61,7 @@ class EASGD(ServerAlgorithm):
         self._local_steps = [0] * world.n_peers
         self._exchanging = [False] * world.n_peers
         self._held: list[GradientJob | None] = [None] * world.n_peers
+        self._exchanges = [0] * world.n_peers  # exchanges each worker has begun, to recognise a late centre
 
     def start(self) -> None:
         for worker in self.workers:
@@ -71,8 +72,30 @@ class EASGD(ServerAlgorithm):
         world = self.world
         if self._local_steps[worker] % self.config.tau == 0:
             self._exchanging[worker] = True
-            world.send(worker, self.server, world.model_bytes, "model", row=world.params[worker])
+            self._exchanges[worker] += 1
+            exchange = self._exchanges[worker]
+            world.send(worker, self.server, world.model_bytes, "model", exchange, row=world.params[worker])
+            if world.timeout_s is not None:  # churn: the centre may never come
+                world.schedule(world.timeout_s, worker, lambda: self._give_up(worker, exchange))
         world.compute(worker)
+
+    def _give_up(self, worker: int, exchange: int) -> None:
+        """Churn: no centre within `timeout_s`: step without the elastic move (a late centre is ignored)."""
+        if self._exchanging[worker] and self._exchanges[worker] == exchange:
+            self._exchanging[worker] = False
+            held, self._held[worker] = self._held[worker], None
+            if held is not None:
+                self._step(held)
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning worker computes again: on in its exchange if one is awaited, else from a new step."""
+        if peer == self.server or self.world.is_computing(peer):
+            return
+        if self._exchanging[peer]:
+            if self._held[peer] is None:  # its gradient of this step was lost: compute it again
+                self.world.compute(peer)
+        else:
+            self._begin_step(peer)
 
     def on_gradient(self, job: GradientJob) -> None:
         if self._exchanging[job.peer]:
@@ -89,10 +112,12 @@ class EASGD(ServerAlgorithm):
     def on_message(self, message: Message) -> None:
         world = self.world
         if message.kind == "model":
-            world.send(self.server, message.src, world.model_bytes, "centre", row=world.params[self.server])
+            world.send(self.server, message.src, world.model_bytes, "centre", message.payload, row=world.params[self.server])
             world.mix_row(self.server, message.row, self.alpha)
             return
         worker = message.dst
+        if not self._exchanging[worker] or message.payload != self._exchanges[worker]:
+            return  # the worker gave up on this exchange (churn)
         world.mix_row(worker, message.row, self.alpha)  # x - alpha (x - c): the row is still the x it sent
         self._exchanging[worker] = False
         held, self._held[worker] = self._held[worker], None

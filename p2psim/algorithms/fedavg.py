@@ -135,15 +135,26 @@ class FedAvg(ServerAlgorithm):
 
     def _open_round(self) -> None:
         world = self.world
-        chosen = world.rng.choice(self.workers, size=self.clients_per_round(), replace=False)
+        # churn: the server samples among the clients that have checked in (are online), as FL servers do
+        pool = self.workers if world.timeout_s is None else [w for w in self.workers if world.is_online(w)]
+        if not pool:  # nobody online: try again after timeout_s
+            world.schedule(world.timeout_s, self.server, self._open_round)
+            return
+        chosen = world.rng.choice(pool, size=min(self.clients_per_round(), len(pool)), replace=False)
         record = Round(len(self.rounds), world.now, tuple(sorted(int(peer) for peer in chosen)))
         self.rounds.append(record)
         self._sum.zero_()
         self._weight = 0.0
         for client in record.clients:
             world.send(self.server, client, world.model_bytes, "global", record.index, row=world.params[self.server])
-        if self.config.deadline_s is not None:
-            world.schedule(self.config.deadline_s, self.server, lambda: self._close(record))
+        deadline_s = self.config.deadline_s if self.config.deadline_s is not None else world.timeout_s  # churn's default
+        if deadline_s is not None:
+            world.schedule(deadline_s, self.server, lambda: self._close(record))
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning client lost the work in progress and waits to be sampled again; the server waits for messages."""
+        if peer != self.server and not self.world.is_computing(peer):
+            self._job_round[peer] = -1
 
     def on_message(self, message: Message) -> None:
         if message.kind == "global":

@@ -98,6 +98,7 @@ class Gossip(Algorithm):
 
     name = "gossip"
     config_class = GossipConfig
+    repairs_graph = True  # partners are drawn from world.neighbors at each send
     numerics_deferrable = True
     byzantine_surface = "the model it sends (push, reply)"
 

@@ -112,6 +112,8 @@ class Moshpit(Algorithm):
         self._joined: dict[int, int] = {}  # random grouping: round -> peers that have looked up their group
         self._ready: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         self._averages: dict[tuple[int, tuple[int, ...]], _GroupAverage] = {}
+        self._closed: set[tuple[int, tuple[int, ...]]] = set()  # churn: groups that went on without some members
+        self._in_group = [False] * n  # waiting for its group, or averaging in it
 
     def on_gradient(self, job: GradientJob) -> None:
         peer = job.peer
@@ -154,17 +156,51 @@ class Moshpit(Algorithm):
             self._finish(peer, round_index)
             return
         key = (round_index, members)
+        if key in self._closed:  # churn: the group timed out and went on without this peer
+            self._finish(peer, round_index)
+            return
         ready = self._ready.setdefault(key, [])
         ready.append(peer)
+        self._in_group[peer] = True
         if len(ready) == len(members):
             del self._ready[key]
             self._start_average(key)
+        elif len(ready) == 1 and self.world.timeout_s is not None:
+            self.world.schedule(self.world.timeout_s, peer, lambda: self._expire_group(key))
+
+    def _expire_group(self, key: tuple[int, tuple[int, ...]]) -> None:
+        """Churn: `timeout_s` after the first member joined, the members that are ready average among themselves."""
+        ready = self._ready.pop(key, None)
+        if ready is None:
+            return
+        self._closed.add(key)
+        if len(ready) == 1:
+            self._finish(ready[0], key[0])
+        else:
+            self._start_average((key[0], tuple(sorted(ready))))
+
+    def _expire_average(self, key: tuple[int, tuple[int, ...]]) -> None:
+        """Churn: an all-reduce not done `timeout_s` after it began (a member left): the rest keep their models."""
+        average = self._averages.pop(key, None)
+        if average is None:
+            return
+        for position, member in enumerate(average.members):
+            if average.received[position] < 2 * (len(average.members) - 1):
+                self._finish(member, key[0])
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning peer computes again unless it is still in a group's wait or all-reduce."""
+        if not self._in_group[peer] and not self.world.is_computing(peer):
+            self.world.compute(peer)
 
     def _start_average(self, key: tuple[int, tuple[int, ...]]) -> None:
         """Every member sends its first chunk; the mean of the models sent is fixed now, seen at the end."""
         world, members = self.world, key[1]
         mean = world.params.index_select(0, torch.as_tensor(members)).mean(dim=0)
         self._averages[key] = _GroupAverage(members, mean, [0] * len(members))
+        if world.timeout_s is not None:
+            for member in members:  # each member's own timer: the first to fire ends it
+                world.schedule(world.timeout_s, member, lambda: self._expire_average(key))
         for position in range(len(members)):
             self._send_chunk(key, position)
 
@@ -176,7 +212,9 @@ class Moshpit(Algorithm):
 
     def on_message(self, message: Message) -> None:
         key, position = message.payload
-        average = self._averages[key]
+        average = self._averages.get(key)
+        if average is None:
+            return  # an all-reduce abandoned after a timeout (churn)
         average.received[position] += 1
         if average.received[position] < 2 * (len(average.members) - 1):
             self._send_chunk(key, position)
@@ -191,6 +229,7 @@ class Moshpit(Algorithm):
     def _finish(self, peer: int, round_index: int) -> None:
         """`peer` has completed round `round_index`: back to local steps."""
         self.rounds[peer] = round_index + 1
+        self._in_group[peer] = False
         self.world.compute(peer)
 
     def mixing(self) -> MixingReport:

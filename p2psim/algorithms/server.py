@@ -58,6 +58,14 @@ class ServerAlgorithm(Algorithm):
     def evaluated_model(self) -> torch.Tensor:
         return self.world.params[self.server]
 
+    def essential_peers(self) -> tuple[int, ...]:
+        return (self.server,)
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning worker computes again; the server, which never computes, waits for messages."""
+        if peer != self.server:
+            super().on_rejoin(peer)
+
     def start(self) -> None:
         for peer in self.workers:
             self.world.compute(peer)

@@ -100,6 +100,40 @@ class SGP(Algorithm):
         self._received: list[Counter[int]] = [Counter() for _ in range(n)]  # overlap: messages per sending round
         self._complete = [-1] * n  # overlap: every message of rounds <= this has arrived
         self._blocked = [False] * n
+        self._timed_out = [False] * n  # churn: the round's timeout passed
+
+    def start(self) -> None:
+        super().start()
+        for peer in range(self.world.n_peers):
+            self._arm(peer)
+
+    def _arm(self, peer: int) -> None:
+        """Churn: `timeout_s` after a round begins, it goes on with the messages that arrived."""
+        world = self.world
+        if world.timeout_s is not None:
+            round_ = self.round[peer]
+            world.schedule(world.timeout_s, peer, lambda: self._expire(peer, round_))
+
+    def _expire(self, peer: int, round_: int) -> None:
+        if self.round[peer] != round_:
+            return
+        if self._inbox is not None:
+            self._timed_out[peer] = True
+            self._try_combine(peer)
+        elif self._blocked[peer]:  # overlap: the rounds it waits for count as complete
+            self._complete[peer] = max(self._complete[peer], self.round[peer] - self.config.tau)
+            self._try_advance(peer)
+
+    def _fold(self, peer: int, share: float, row) -> None:
+        """x_i += share z_j and w_i += share at once: z_i moves toward z_j by share / (w_i + share)."""
+        self.world.mix_row(peer, row, share / (self.weights[peer] + share))
+        self.weights[peer] += share
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning peer that lost its gradient computes again (unless it waits for its round's messages)."""
+        if not self._pushed[peer] and not self._blocked[peer] and not self.world.is_computing(peer):
+            self.world.compute(peer)
+            self._arm(peer)
 
     def out_neighbors(self, peer: int, round_: int) -> list[int]:
         """Where `peer` pushes in round `round_`."""
@@ -164,6 +198,8 @@ class SGP(Algorithm):
         """Send z_i and the weight share w_i / (d + 1) to each out-neighbour; keep one share of w (z is unchanged)."""
         world = self.world
         targets = self.out_neighbors(peer, self.round[peer])
+        if world.timeout_s is not None:  # churn: push only to out-neighbours online (push-sum allows any out-degree)
+            targets = [target for target in targets if world.is_online(target)]
         share = self.weights[peer] / (len(targets) + 1)
         for target in targets:
             world.send(
@@ -175,6 +211,14 @@ class SGP(Algorithm):
         sent_round, share = message.payload
         peer = message.dst
         if self._inbox is not None:
+            if sent_round < self.round[peer]:  # churn: late for its round; added at once, so no push-sum mass is lost
+                self._fold(peer, share, message.row)
+                return
+            if sent_round > self.round[peer] + 1:  # churn only: skip to the round of a sender two or more ahead
+                self.round[peer] = sent_round
+                self._inbox.next_round(peer, sent_round, lambda weight, row: self._fold(peer, weight, row))
+                self._timed_out[peer] = False
+                self._arm(peer)
             self._inbox.add(peer, sent_round, self.round[peer], message.row, share)
             self._try_combine(peer)
             return
@@ -188,8 +232,10 @@ class SGP(Algorithm):
     def _try_combine(self, peer: int) -> None:
         """Synchronous: once pushed and every round-k message is in, x_i and w_i gain the received sums."""
         inbox = self._inbox
-        if not self._pushed[peer] or inbox.counts[peer] < self._in_degree(peer, self.round[peer]):
+        complete = inbox.counts[peer] >= self._in_degree(peer, self.round[peer])
+        if not self._pushed[peer] or not (complete or self._timed_out[peer]):
             return
+        self._timed_out[peer] = False  # the sums are normalised by the weights received: partial is push-sum's own rule
         total = self.weights[peer] + inbox.weights[peer]
         numerator = inbox.sums[peer].add_(self.world.params[peer], alpha=self.weights[peer])
         self.world.set_row(peer, numerator.div_(total))
@@ -217,3 +263,4 @@ class SGP(Algorithm):
         if self._inbox is not None:
             self._inbox.next_round(peer, self.round[peer])
         self.world.compute(peer)
+        self._arm(peer)

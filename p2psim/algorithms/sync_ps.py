@@ -59,8 +59,8 @@ class SyncPS(ServerAlgorithm):
 
     name = "sync_ps"
     config_class = SyncPSConfig
-    update_kinds = ("gradient",)
     byzantine_surface = "the gradient each worker pushes"
+    update_kinds = ("gradient",)
 
     @classmethod
     def check_graph(cls, config: SyncPSConfig, graph: nx.Graph) -> None:
@@ -85,10 +85,36 @@ class SyncPS(ServerAlgorithm):
         self._model_round = [0] * world.n_peers  # the round of the model each worker holds
         self._center = torch.zeros(world.params.shape[1])  # the previous round's aggregate: centered_clip's start
         self._computing_round = [-1] * world.n_peers  # the round of the model under computation (-1: idle)
+        self._timer = 0  # counts round timers set (churn), so an old one is recognised
 
     def start(self) -> None:
         for worker in self.workers:
             self._compute(worker)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Churn: the round closes `timeout_s` after it opened with the gradients that arrived by then."""
+        if self.world.timeout_s is not None:
+            self._timer += 1
+            timer = self._timer
+            self.world.schedule(self.world.timeout_s, self.server, lambda: self._expire(timer))
+
+    def _expire(self, timer: int) -> None:
+        """No k gradients within `timeout_s`: step with those in; with none, send the model again and wait anew."""
+        if timer != self._timer:
+            return
+        if self._arrived:
+            self._step()
+            return
+        world = self.world
+        for worker in self.workers:
+            world.send(self.server, worker, world.model_bytes, "model", self.round, row=world.params[self.server])
+        self._arm()
+
+    def on_rejoin(self, peer: int) -> None:
+        """A returning worker computes on the model it holds (a gradient of an old round is dropped)."""
+        if peer != self.server and not self.world.is_computing(peer):
+            self._compute(peer)
 
     def _compute(self, worker: int) -> None:
         self._computing_round[worker] = self._model_round[worker]
@@ -133,3 +159,4 @@ class SyncPS(ServerAlgorithm):
         self.round += 1
         for worker in self.workers:
             world.send(self.server, worker, world.model_bytes, "model", self.round, row=world.params[self.server])
+        self._arm()
