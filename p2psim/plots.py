@@ -21,8 +21,13 @@ def time_axis(seconds_max: float) -> tuple[float, str]:
 
 
 def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
-    """`metric` (accuracy if recorded, else loss) of every run, and the peers' consensus distance, against time."""
+    """`metric` (accuracy if recorded, else loss) of every run, and the peers' consensus distance, against time.
+
+    A cost-only run has no model metric: its figure is the peers' computing fraction and the bytes sent.
+    """
     history = result.history
+    if result.scenario.engine.cost_only:
+        return _cost_only_figure(result)
     metric = metric or ("accuracy" if "accuracy" in history else "loss")
     if metric not in history:
         raise ValueError(f"metric {metric!r} was not recorded (recorded: {', '.join(history.columns[1:])})")
@@ -55,6 +60,27 @@ def figure_for(result: Result, metric: str | None = None) -> plt.Figure:
     right.legend(fontsize=8)
     right.grid(alpha=0.3)
     title = f"{result.scenario.name}: {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
+    figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
+    return figure
+
+
+def _cost_only_figure(result: Result) -> plt.Figure:
+    """Computing fraction (per recording interval, mean over peers) and bytes sent of every run, against time."""
+    scale, label = time_axis(float(result.history["time_s"].max()))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for number, run in enumerate(result.runs):
+        rows = result.run_history(run)
+        rows = rows[rows["time_s"] > 0]  # the t = 0 record covers no interval
+        style = {"color": f"C{number}", "marker": ".", "markersize": 4, "label": run}
+        left.step(rows["time_s"] / scale, rows["computing_fraction"], where="pre", **style)
+        right.plot(rows["time_s"] / scale, rows["bytes_sent"] / 1e9, **style)
+    left.set_ylabel("computing fraction (mean over peers, per interval)")
+    right.set_ylabel("bytes sent [GB]")
+    for axis in (left, right):
+        axis.set_xlabel(label + " (dots: recorded ticks)")
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    title = f"{result.scenario.name} (cost-only): {result.scenario.peers.count} peers, {result.scenario.algorithm.name}"
     figure.suptitle(title + f"\ntimings {result.manifest['timing_source']}", fontsize=9)
     return figure
 

@@ -141,3 +141,13 @@ def test_ten_thousand_peers_run_cost_only():
     assert not MODEL_COLUMNS & set(result.history.columns)
     assert np.isfinite(result.history["computing_fraction"]).all()
     assert not math.isnan(result.summary()["runs"]["p2p"]["computing_fraction"])
+
+
+def test_a_cost_only_figure_shows_utilisation_and_bytes_not_loss():
+    from p2psim.plots import figure_for
+
+    result = run(Scenario.from_dict(world_dict("adpsgd", "none")), baselines=False)
+    figure = figure_for(result)
+    left, right = figure.axes
+    assert left.get_ylabel().startswith("computing fraction") and right.get_ylabel() == "bytes sent [GB]"
+    assert "(cost-only)" in figure._suptitle.get_text()
