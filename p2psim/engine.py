@@ -29,7 +29,7 @@ from .faults import LinkFaults
 from .dataflow import Dataflow, RowHandle, evaluate_gradients
 from .hardware import Device
 from .churn import Churn
-from .metrics import Evaluator, consensus_distance
+from .metrics import Evaluator, consensus_distance, consensus_distance_streamed
 from .network import Network
 from .optim import RowOptimizer, learning_rate
 from .payloads import RowPool
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .availability import Availability
     from .scenario import Scenario
 
-__all__ = ["MAX_HISTORY_ROWS", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
+__all__ = ["MAX_HISTORY_ROWS", "sampled_peers", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
 
 
 MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's model, ~1 ms for small models
@@ -145,6 +145,7 @@ class World:
         )
         self.honest_peers = [peer for peer in range(self.n_peers) if peer not in set(setup.byzantine)]
         self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers, device=self.params.device)  # rows the history describes
+        self.sampled_peers = sampled_peers(self.honest_peers, scenario.metrics.sample_peers, scenario.seed)  # None: all
         self.model_bytes = setup.model_bytes
         self.wire = Wire(scenario.network.compression, scenario.peers.precision, self.params.shape[1], self.model_bytes, scenario.seed)
         self.network = Network(
@@ -564,16 +565,19 @@ class World:
         average = self.algorithm.evaluated_model()
         loss, accuracy = evaluator.single(average)
         honest = self.params[self.honest]  # Byzantine peers' rows are theirs: no metric describes them
-        peer_loss, peer_accuracy = evaluator.rows(honest)
+        evaluated = self.honest_peers if self.sampled_peers is None else self.sampled_peers
+        peer_loss, peer_accuracy = evaluator.rows(honest if self.sampled_peers is None else self.params[self._sample_index])
         if math.isnan(self._initial_loss):
             self._initial_loss = loss
         limit = self.setup.scenario.metrics.divergence_factor * max(self._initial_loss, 1e-12)
         bad = ~torch.isfinite(peer_loss) | (peer_loss > limit)
         if not math.isfinite(loss) or loss > limit or bool(bad.any()):
-            self._diverge([self.honest_peers[i] for i in torch.nonzero(bad).flatten().tolist()], "loss beyond divergence_factor x initial loss")
+            self._diverge([evaluated[i] for i in torch.nonzero(bad).flatten().tolist()], "loss beyond divergence_factor x initial loss")
             return None
-        mean_distance, max_distance = consensus_distance(honest)
+        sampled = self.sampled_peers is not None  # then: own-model columns over the sample, consensus streamed
+        mean_distance, max_distance = (consensus_distance_streamed if sampled else consensus_distance)(honest)
         window = self._window
+        peers = "_sampled" if sampled else ""
         columns = {
             "loss": loss,
             "accuracy": accuracy,
@@ -590,6 +594,19 @@ class World:
         if self.setup.task.perplexity:  # a language model: exp of the mean cross-entropy per token (nats)
             columns["perplexity"] = math.exp(loss) if loss < 700 else math.inf
         return columns
+
+    @property
+    def _sample_index(self) -> torch.Tensor:
+        return torch.as_tensor(self.sampled_peers, device=self.params.device)
+
+    def _peer_metrics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every peer's own-model loss and accuracy; NaN outside `metrics.sample_peers` when it is set."""
+        if self.sampled_peers is None:
+            return self._evaluator.rows(self.params)
+        loss, accuracy = self._evaluator.rows(self.params[self._sample_index])
+        every = torch.full((2, self.n_peers), math.nan, dtype=loss.dtype, device=loss.device)
+        every[0, self._sample_index], every[1, self._sample_index] = loss, accuracy
+        return every[0], every[1]
 
     def _encode(self, src: int, slot: int, kind: str) -> float:
         """Turn the payload in `slot` into what its receiver decodes (deferred: its rounding, as an op); its bytes."""
@@ -698,7 +715,7 @@ class World:
         setup = self.setup
         if not self.cost_only:
             with torch.no_grad():
-                peer_loss, peer_accuracy = self._evaluator.rows(self.params)
+                peer_loss, peer_accuracy = self._peer_metrics()
         busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
         offline_s = None if self.churn is None else self.churn.offline_seconds()
         rows = []
@@ -724,6 +741,17 @@ class World:
                 row["accuracy"] = float(peer_accuracy[i])
             rows.append(row)
         return rows
+
+
+def sampled_peers(honest: list[int], sample: int | None, seed: int) -> list[int] | None:
+    """The peers whose own models the history evaluates (sorted; a seeded random subset), or None for all.
+
+    >>> sampled_peers(list(range(10)), 3, 0) == sampled_peers(list(range(10)), 3, 0), sampled_peers([0, 1], 5, 0)
+    (True, None)
+    """
+    if sample is None or sample >= len(honest):
+        return None
+    return sorted(stream(seed, "recording").choice(honest, size=sample, replace=False).tolist())
 
 
 def _stop_on_ctrl_c(world: World) -> Callable[[], None]:

@@ -11,7 +11,7 @@ from torch.func import functional_call, vmap
 
 from .tasks import TaskData
 
-__all__ = ["Evaluator", "consensus_distance"]
+__all__ = ["Evaluator", "consensus_distance", "consensus_distance_streamed"]
 
 
 def consensus_distance(params: torch.Tensor) -> tuple[float, float]:
@@ -24,6 +24,29 @@ def consensus_distance(params: torch.Tensor) -> tuple[float, float]:
     deviation = rows - rows.mean(dim=0, keepdim=True)
     squared = deviation.pow(2).sum(dim=1)
     return float(squared.mean()), float(squared.max())
+
+
+def consensus_distance_streamed(params: torch.Tensor, chunk: int = 4096) -> tuple[float, float]:
+    """`consensus_distance` in the parameters' dtype, `chunk` rows at a time: O(chunk x d) extra memory.
+
+    Rows are taken relative to the first row before averaging, so equal rows give exactly 0
+    and large common offsets cancel before any rounding; the per-chunk sums add up in float64.
+
+    >>> consensus_distance_streamed(torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]]), chunk=2)
+    (2.6666666666666665, 4.0)
+    """
+    n = params.shape[0]
+    reference = params[0]
+    mean = torch.zeros_like(reference)
+    for start in range(0, n, chunk):
+        mean.add_((params[start : start + chunk] - reference).sum(dim=0))
+    mean.div_(n).add_(reference)
+    total, largest = 0.0, 0.0
+    for start in range(0, n, chunk):
+        squared = (params[start : start + chunk] - mean).pow(2).sum(dim=1)
+        total += float(squared.sum())
+        largest = max(largest, float(squared.max()))
+    return total / n, largest
 
 
 class Evaluator:

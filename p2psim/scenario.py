@@ -312,6 +312,8 @@ class MetricsSpec:
     target_accuracy: float | None = bounded(None, low=0, high=1, low_open=True)
     # diverged when the loss exceeds this multiple of the initial loss
     divergence_factor: float = bounded(1e3, low=1, high=1e12, low_open=True)
+    # evaluate only this many peers' own models (a seeded random subset, columns *_sampled): O(sample) a record
+    sample_peers: int | None = bounded(None, low=1, high=MAX_PEERS)
 
     def __post_init__(self) -> None:
         check_ranges(self)
