@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -175,8 +174,10 @@ class Wire:
             residual.add_(row)  # x + e, kept here while row becomes C(x + e)
             row.copy_(residual)
         kind = self.spec.kind
-        if kind in QUANTIZERS:
-            int8_(row, self.spec.chunk or INT8_CHUNK) if kind == "int8" else row.copy_(row.to(DTYPES[kind]))
+        if kind == "int8":
+            int8_(row, self.spec.chunk or INT8_CHUNK)
+        elif kind in DTYPES:
+            row.copy_(row.to(DTYPES[kind]))
         elif kind in SPARSIFIERS and update:
             if kind == "top_k":
                 top_k_(row, self._k)
@@ -200,7 +201,7 @@ class Wire:
             row.copy_(row.to(self._rounding))
 
 
-def check_compression(spec: CompressionSpec | None, precision: str, algorithm: Any, workload: bool) -> None:
+def check_compression(spec: CompressionSpec | None, precision: str, algorithm: type, workload: bool) -> None:
     """Raise `ScenarioError` where `spec` makes no sense for the algorithm's messages, the precision or a workload."""
     if spec is None or spec.kind == "none":
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
@@ -10,7 +11,14 @@ import torch
 from p2psim.algorithms import register_algorithm
 from p2psim.algorithms.base import Algorithm, AlgorithmConfig
 from p2psim.build import build_run
-from p2psim.compression import CompressionSpec, Wire, int8_, random_k_, top_k_, wire_bytes
+from p2psim.compression import (
+    CompressionSpec,
+    Wire,
+    int8_,
+    random_k_,
+    top_k_,
+    wire_bytes,
+)
 from p2psim.config import ScenarioError
 from p2psim.engine import World
 from p2psim.scenario import Scenario
@@ -31,7 +39,7 @@ class Probe(Algorithm):
     name = "test_compression_probe"
     config_class = ProbeConfig
     update_kinds = ("update",)
-    sent: dict[str, torch.Tensor] = {}
+    sent: ClassVar[dict[str, torch.Tensor]] = {}  # set by `exchange` before each run
 
     def start(self) -> None:
         self.received: dict[str, tuple[torch.Tensor, float]] = {}

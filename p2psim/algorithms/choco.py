@@ -69,9 +69,10 @@ class CHOCO(DPSGD):
     def __init__(self, config: CHOCOConfig, world: World):
         super().__init__(config, world)
         n, d = world.params.shape
-        self.public = torch.zeros(n, d, dtype=world.params.dtype)  # x̂_i, as every neighbour of i holds it
-        self.seen = torch.zeros(n, d, dtype=world.params.dtype)  # sum_j W_ij x̂_j, as peer i received them
-        self._difference = torch.empty(d, dtype=world.params.dtype)
+        like = {"dtype": world.params.dtype, "device": world.params.device}
+        self.public = torch.zeros(n, d, **like)  # x̂_i, as every neighbour of i holds it
+        self.seen = torch.zeros(n, d, **like)  # sum_j W_ij x̂_j, as peer i received them
+        self._difference = torch.empty(d, **like)
 
     def _share(self, peer: int) -> None:
         """q = Q(x_i - x̂_i), encoded once; x̂_i and s_i gain q; the same q goes to every neighbour."""
