@@ -202,8 +202,11 @@ def extrapolated(build, short: int, long: int, per_unit_tokens: float, what: str
             "utilisation": float(results[long].peers.query("steps > 0")["computing_fraction"].mean())}
 
 
-def question() -> pd.DataFrame:
-    """10B tokens of a 7B model: 1,000 RX 580s on home broadband with DiLoCo against 64 H100s on InfiniBand."""
+def question(progress: Path | None = None) -> pd.DataFrame:
+    """10B tokens of a 7B model: 1,000 RX 580s on home broadband with DiLoCo against 64 H100s on InfiniBand.
+
+    With `progress`, the rows so far are written there after each one (the swarm takes the longest).
+    """
     rows = []
     try:
         swarm({"name": "llama2_7b"}, 1)
@@ -212,7 +215,9 @@ def question() -> pd.DataFrame:
     for label, workload in (("7B", {"name": "llama2_7b"}), ("1.1B", {"name": "llama_1b"})):
         tokens = WorkloadSpec(**workload).tokens_per_sample
         rows.append({"setup": f"{label} on {CLUSTER_GPUS} H100s, InfiniBand, all-reduce", "result": "ok",
-                     **extrapolated(lambda n, w=workload: cluster(w, n), 2, 4, CLUSTER_GPUS * tokens, "steps")})
+                     **extrapolated(lambda n, w=workload: cluster(w, n), 1, 2, CLUSTER_GPUS * tokens, "steps")})
+        if progress is not None:
+            pd.DataFrame(rows).to_csv(progress, index=False)
     tokens = WorkloadSpec(name="llama_1b").tokens_per_sample
     per_round = SWARM_WORKERS * INNER["local_steps"] * tokens
     rows.append({"setup": "1.1B on 1,000 RX 580s, home broadband, DiLoCo (H = 100)", "result": "ok",
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only:
-        table = REPRODUCTIONS[name]()
+        table = question(args.out / "question.csv") if name == "question" else REPRODUCTIONS[name]()
         table.to_csv(args.out / f"{name}.csv", index=False)
         print(table.drop(columns="assumptions", errors="ignore").to_string(index=False), flush=True)
     return args.out
