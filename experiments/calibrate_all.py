@@ -17,7 +17,12 @@ from pathlib import Path
 
 import torch
 
-from p2psim.calibrate import Calibration, calibrate, format_calibrations, task_from_options
+from p2psim.calibrate import (
+    Calibration,
+    calibrate,
+    format_calibrations,
+    task_from_options,
+)
 
 # (task, options, batch size): each shipped task's defaults, and larger models where a GPU is not idle on them
 DEFAULT = [("least_squares", {}, 32), ("logistic", {}, 32), ("digits_mlp", {}, 32), ("cnn", {}, 32),

@@ -10,7 +10,15 @@ import torch
 
 from .calibration import device_efficiencies
 from .config import ScenarioError
-from .footprint import MemoryNeed, StepWork, checkpoint_share, parameter_bytes, step_work, training_memory, work_time_s
+from .footprint import (
+    MemoryNeed,
+    StepWork,
+    checkpoint_share,
+    parameter_bytes,
+    step_work,
+    training_memory,
+    work_time_s,
+)
 from .hardware import Device, activation_bytes_per_sample
 from .scenario import Scenario
 from .workloads import load_workloads
