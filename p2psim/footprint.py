@@ -40,6 +40,7 @@ HALF = {"fp32": False, "fp16": True, "bf16": True}
 # this gives to MLPerf's and NVIDIA's published per-GPU throughput]
 ACTIVATION_ACCESSES = 8
 RECOMPUTE_FACTOR = 4 / 3  # checkpointing runs the forward (1 of the 3 forward-equivalents of a step) twice
+RECOMPUTE_ACCESSES = 2  # ... and writes and reads its activations again (memory is saved, not traffic)
 # Offload moves gradients to the host and weights back each step over PCIe 4.0 x16, ~32 GB/s per direction
 # (PCI-SIG, https://pcisig.com/specifications; profiles.md section 2a) [assumption: every offloading device]
 HOST_LINK_BYTES_S = 32e9
@@ -143,7 +144,7 @@ def step_work(
     Parameters: weights read in the forward and the backward, the gradient written and
     read, and the optimizer reading and writing its state and master copy (and writing
     the half-precision weights). Activations: `ACTIVATION_ACCESSES` per byte.
-    Checkpointing recomputes the forward (`RECOMPUTE_FACTOR`); offload sends the
+    Checkpointing recomputes the forward (`RECOMPUTE_FACTOR`, `RECOMPUTE_ACCESSES`); offload sends the
     gradient to the host and takes the weights back, and the host runs the optimizer.
 
     >>> step_work(1e6, 1e9, "fp32", "sgd", 10, 100.0)
@@ -156,7 +157,8 @@ def step_work(
         host_bytes = n_params * (gradients + weights)
     else:
         per_param += 2 * state + weights + (0.0 if HALF[precision] else weights)  # fp32 reads w (no master) and writes it
-    activations = batch * activation_bytes_per_sample * ACTIVATION_ACCESSES
+    accesses = ACTIVATION_ACCESSES + (RECOMPUTE_ACCESSES if checkpointing else 0)
+    activations = batch * activation_bytes_per_sample * accesses
     return StepWork(
         flops=flops_per_step * (RECOMPUTE_FACTOR if checkpointing else 1.0),
         bytes_moved=n_params * per_param + activations,

@@ -83,8 +83,7 @@ def scenario_work(scenario: Scenario, n_params: float, flops_per_step: float, ac
     peers = scenario.peers
     return step_work(
         n_params, flops_per_step, peers.precision, scenario.algorithm.optimizer.name, scenario.data.batch_size,
-        activation_bytes_per_sample * _activation_share(scenario),
-        checkpointing=peers.activation_checkpointing, offload=peers.offload,
+        activation_bytes_per_sample, checkpointing=peers.activation_checkpointing, offload=peers.offload,
     )
 
 

@@ -56,7 +56,8 @@ def test_step_work_counts_parameter_and_activation_traffic_by_hand():
     # gradient and weights cross the host link (2 + 2 B per parameter)
     off = step_work(1e6, 5e9, "bf16", "momentum", 16, 1000.0, checkpointing=True, offload="optimizer")
     assert off.flops == pytest.approx(5e9 * 4 / 3)
-    assert off.bytes_moved == 8e6 + 16 * 1000.0 * ACTIVATION_ACCESSES and off.host_bytes == 4e6
+    # recomputation writes and reads the forward's activations once more (2 accesses)
+    assert off.bytes_moved == 8e6 + 16 * 1000.0 * (ACTIVATION_ACCESSES + 2) and off.host_bytes == 4e6
 
 
 def test_work_time_adds_the_host_transfer_to_the_roofline():
@@ -121,3 +122,23 @@ def test_quickstart_h100_step_is_memory_bound_by_hand():
     assert memory_s > 32 * 24.6e9 / (989e12 * 0.25)
     assert peer_step_times(scenario, model_cost(scenario))["h100_sxm"][1] == pytest.approx(memory_s + 0.005)
     assert math.isclose(memory_s, 0.004948, rel_tol=1e-3)
+
+
+def test_checkpointing_a_task_model_counts_its_layers_and_recomputes_the_forward():
+    from p2psim.budget import model_cost
+    from p2psim.stepmodel import memory_need, model_layers, scenario_work, timing_activation_bytes
+
+    path = QUICKSTART.parent / "transformer_lm.toml"
+    plain = p2psim.load_scenario(path)
+    checkpointed = p2psim.load_scenario(path, {"peers.activation_checkpointing": True})
+    # layers with parameters of their own: token and position embeddings, 6 per block x 2 blocks
+    # (LayerNorm, qkv, projection, LayerNorm, MLP in, MLP out), the final LayerNorm and the head = 16
+    assert model_layers(plain.task.model()) == 16  # so checkpointing keeps 2 / sqrt(16) = 1/2
+    cost = model_cost(plain)
+    args = (cost.timing_params, cost.timing_flops_per_step, timing_activation_bytes(plain))
+    base, ckpt = scenario_work(plain, *args), scenario_work(checkpointed, *args)
+    assert ckpt.flops == pytest.approx(base.flops * 4 / 3)
+    # checkpointing saves memory, not traffic: the recomputed forward writes and reads its activations again
+    assert ckpt.bytes_moved - base.bytes_moved == pytest.approx(16 * timing_activation_bytes(plain) * 2)  # batch 16
+    kept = [memory_need(s, cost.timing_params, 16, 1000.0).activations for s in (plain, checkpointed)]
+    assert kept == [16000.0, 8000.0]
