@@ -29,6 +29,7 @@ class RowPool:
         self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
     ):
         self._rows = torch.empty(capacity, n_params, dtype=dtype, device=device)
+        self._capacity = capacity  # a Python int: read at every store, where a torch shape costs microseconds
         self._free = list(range(capacity - 1, -1, -1))
         self._held: list[int] = []  # released while `hold_released`: reusable after `recycle`
         self.hold_released = False  # deferred numerics: a slot's row may still be read by ops not yet run
@@ -37,12 +38,12 @@ class RowPool:
     @property
     def capacity(self) -> int:
         """Rows allocated."""
-        return self._rows.shape[0]
+        return self._capacity
 
     @property
     def in_use(self) -> int:
         """Rows holding a payload not yet released."""
-        return self.capacity - len(self._free)
+        return self._capacity - len(self._free)
 
     @property
     def rows(self) -> torch.Tensor:
@@ -62,9 +63,12 @@ class RowPool:
             grown = torch.empty(2 * old, self._rows.shape[1], dtype=self._rows.dtype, device=self._rows.device)
             grown[:old] = self._rows
             self._rows = grown
+            self._capacity = 2 * old
             self._free = list(range(2 * old - 1, old - 1, -1))
         slot = self._free.pop()
-        self.peak_in_use = max(self.peak_in_use, self.in_use)
+        in_use = self._capacity - len(self._free)
+        if in_use > self.peak_in_use:
+            self.peak_in_use = in_use
         return slot
 
     def row(self, slot: int) -> torch.Tensor:
