@@ -10,7 +10,8 @@ and the row's length are fixed by the scenario, so both ends know the layout (fr
 - ``int8``: symmetric per-chunk quantization, each chunk of ``chunk`` consecutive values
   (default 2048, the block size of Dettmers et al., "8-bit Optimizers via Block-wise
   Quantization", ICLR 2022) sent as round(x / s) in [-127, 127] with one float32 scale
-  s = max|x| / 127 per chunk: n + 4 ceil(n / chunk) bytes.
+  s = max|x| x fl(1/127) per chunk: n + 4 ceil(n / chunk) bytes. (A multiplication, so that
+  CPU and CUDA give the same scale: CUDA divides by a scalar through its reciprocal.)
 - ``top_k`` / ``random_k``: the k largest-magnitude (or k uniformly drawn) values, at
   `peers.precision` (rounded to it), and their positions, as uint32 indices (uint64 beyond
   2^32 values) or as a bitmap of ceil(n / 8) bytes, whichever is smaller: both ends know
@@ -117,7 +118,7 @@ def int8_(row: torch.Tensor, chunk: int = INT8_CHUNK) -> torch.Tensor:
     full = row.numel() // chunk * chunk
     for part in (row[:full].view(-1, chunk), row[full:].view(1, -1)):
         if part.numel():
-            scale = part.abs().amax(dim=1, keepdim=True) / 127
+            scale = part.abs().amax(dim=1, keepdim=True) * (1 / 127)  # not / 127: CUDA divides by a scalar via its reciprocal
             codes = torch.where(scale > 0, torch.round(part / scale), 0.0).clamp_(-127, 127)
             part.copy_(codes * scale)
     return row

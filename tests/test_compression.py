@@ -87,7 +87,7 @@ def test_half_precision_peers_send_rows_rounded_to_it_and_fp32_peers_send_them_u
 
 def test_int8_decodes_codes_times_a_per_chunk_scale_and_counts_one_byte_a_value_plus_a_float_per_chunk():
     row = torch.tensor([1.0, -0.5, 0.25, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0])
-    scale_a, scale_b = torch.tensor(1.0) / 127, torch.tensor(2.0) / 127
+    scale_a, scale_b = torch.tensor(1.0) * (1 / 127), torch.tensor(2.0) * (1 / 127)
     expected = torch.cat([torch.tensor([127.0, -64.0, 32.0, 0.0]) * scale_a,  # round(-63.5) = -64: half to even
                           torch.tensor([127.0, 0.0, 0.0, 0.0]) * scale_b, torch.zeros(2)])  # last chunk all zero: scale 0
     assert torch.equal(int8_(row.clone(), chunk=4), expected)
@@ -95,7 +95,7 @@ def test_int8_decodes_codes_times_a_per_chunk_scale_and_counts_one_byte_a_value_
     for sent, decoded, nbytes in out.values():
         assert nbytes == D + 4 * math.ceil(D / 64)  # 300 + 20
         for s, q in zip(sent.split(64), decoded.split(64)):
-            scale = s.abs().max() / 127
+            scale = s.abs().max() * (1 / 127)
             codes = q / scale
             assert torch.allclose(codes, codes.round(), atol=1e-3) and codes.abs().max() <= 127 + 1e-3
             assert (q - s).abs().max() <= scale / 2 * (1 + 1e-5)  # round to nearest: at most half a step off
