@@ -328,6 +328,8 @@ class MetricsSpec:
 class EngineSpec:
     """How the engine evaluates gradients; results do not depend on it beyond float rounding.
 
+    `numerics = "deferred"`: the same events; their row operations are recorded and computed
+    at each record in batched waves (p2psim.dataflow), eager for algorithms that read row values.
     `numerics = "none"` is the cost-only mode: the same events, times, bytes and energy,
     with no gradients, losses or models computed (for models far beyond this machine).
     """
@@ -335,7 +337,7 @@ class EngineSpec:
     batch_gradients: bool = True  # evaluate pending gradients together (DESIGN decision 5)
     # torch intra-op threads during the run; small per-peer ops are slower with more
     threads: int = bounded(1, low=1, high=1024)
-    numerics: str = "eager"  # or "none": cost-only (time, traffic, utilisation, energy; no loss)
+    numerics: str = "eager"  # "deferred": batched later; "none": cost-only (time, traffic, utilisation, energy; no loss)
     device: str = "cpu"  # where rows and task data live: "cpu", "cuda" or "auto" (the GPU if torch sees one)
 
     def __post_init__(self) -> None:
