@@ -133,7 +133,7 @@ def test_ten_thousand_peers_run_cost_only():
     data = round_number_scenario(
         {"rx_580": 10_000},
         {"name": "tenk", "engine.numerics": "none", "topology": {"kind": "random_regular", "degree": 4},
-         "algorithm": {"name": "gossip", "lr": 0.05}, "stop.steps": 50_000, "metrics.eval_interval_s": 60.0},
+         "algorithm": {"name": "gossip", "lr": 0.05}, "stop": {"steps": 50_000}, "metrics.eval_interval_s": 60.0},
     )
     result = run(Scenario.from_dict(data), baselines=False)
     facts = result.manifest["runs"]["p2p"]
