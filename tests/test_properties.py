@@ -36,7 +36,7 @@ from p2psim.tasks import TASKS
 DEVICES = sorted(load_devices())
 LINKS = sorted(load_link_profiles())
 REGIONS = sorted(load_regions())
-LOAD_BOUND_S = 10.0  # validation is arithmetic first: a second at most on a loaded machine, 10 is a hang
+LOAD_BOUND_S = 60.0  # a hang detector, not a speed test (benchmarks time things): cold imports on a loaded machine take seconds
 RUN_BOUND_S = 60.0
 STATUSES = ("finished", "diverged", "stalled")
 NUMBERS = [0, -1, 1, 2, 3, 7, 1000, 10**6, 10**9, 10**12, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), 10**30,
