@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from ..mixing import MixingReport, matrix_report
+from ..mixing import MAX_DENSE_PEERS, MixingReport, matrix_report
 from ..payloads import RowPool
-from ..topology import mixing_matrix
+from ..topology import mixing_matrix, sparse_mixing_matrix
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
@@ -51,11 +51,11 @@ class RoundInbox:
     folded in by `next_round`, so the memory beyond [n, d] is one row per early message.
     """
 
-    def __init__(self, n: int, d: int, dtype: torch.dtype):
-        self.sums = torch.zeros(n, d, dtype=dtype)
+    def __init__(self, n: int, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
+        self.sums = torch.zeros(n, d, dtype=dtype, device=device)
         self.weights = np.zeros(n)
         self.counts = np.zeros(n, dtype=np.int64)
-        self._pool = RowPool(d, capacity=1, dtype=dtype)
+        self._pool = RowPool(d, capacity=1, dtype=dtype, device=device)
         self._early: list[list[tuple[int, float, int]]] = [[] for _ in range(n)]  # (round, weight, slot)
 
     def add(self, peer: int, sent_round: int, current_round: int, row: torch.Tensor, weight: float) -> None:
@@ -109,10 +109,11 @@ class DPSGD(Algorithm):
 
     def __init__(self, config: DPSGDConfig, world: World):
         super().__init__(config, world)
-        self.W = mixing_matrix(world.setup.graph, world.setup.scenario.topology.mixing)
         n, d = world.params.shape
+        build = mixing_matrix if n <= MAX_DENSE_PEERS else sparse_mixing_matrix  # never an n x n array at scale
+        self.W = build(world.setup.graph, world.setup.scenario.topology.mixing)
         self.round = [0] * n
-        self._inbox = RoundInbox(n, d, world.params.dtype)  # sum_j W_ij x_j^sent of each peer's round
+        self._inbox = RoundInbox(n, d, world.params.dtype, world.params.device)  # sum_j W_ij x_j^sent of each peer's round
         self._jobs: list[GradientJob | None] = [None] * n
         self._timed_out = [False] * n  # churn: the round's timeout passed
 

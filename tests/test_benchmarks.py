@@ -1,0 +1,45 @@
+"""The benchmark suite (benchmarks/run_all.py): its floor is computed as stated, and --quick runs on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py")
+run_all = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(run_all)
+
+
+def test_the_floor_evaluates_every_gradient_in_calls_of_n_rows():
+    assert run_all.floor_calls(10, 4) == [4, 4, 2]
+    assert run_all.floor_calls(8, 4) == [4, 4]
+    assert run_all.floor_calls(3, 64) == [3]
+
+
+def test_the_floor_times_exactly_those_calls_on_rows_of_the_tasks_batch():
+    """A fake gradient records its calls: one warm-up row, then 7 gradients of 3 rows a call, batch 5, on task data."""
+    from p2psim.tasks.least_squares import LeastSquares
+
+    task = LeastSquares(n_samples=50, n_features=4).build(seed=0)
+    calls = []
+
+    def fake(params, x, y):
+        calls.append((params.shape[0], tuple(x.shape), tuple(y.shape)))
+        return params, torch.zeros(params.shape[0])
+
+    seconds = run_all.batched_floor_s(task, gradients=7, rows=3, batch=5, evaluate=fake)
+    assert seconds >= 0
+    assert calls == [(1, (1, 5, 4), (1, 5))] + [(3, (3, 5, 4), (3, 5))] * 2 + [(1, (1, 5, 4), (1, 5))]
+
+
+@pytest.mark.slow
+def test_the_quick_suite_runs_on_the_cpu_and_every_table_has_its_rows():
+    results = run_all.main(["--quick", "--only", "floor", "fedavg", "events", "scale"])
+    assert [row["peers"] for row in results["floor"]] == [16, 48, 16, 48]
+    assert all(row["ratio"] > 0 and row["gradients"] > 0 for row in results["floor"])
+    assert [row["implementation"].split()[0] for row in results["fedavg"]] == ["p2psim", "torch", "hand-written"]
+    assert results["events"][0]["events"] > results["events"][0]["messages"] > 0
+    assert [row["status"] for row in results["scale"]] == ["finished", "finished"]
