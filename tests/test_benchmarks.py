@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 
 SPEC = importlib.util.spec_from_file_location("run_all", Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py")
 run_all = importlib.util.module_from_spec(SPEC)
+sys.modules["run_all"] = run_all  # its dataclasses look their module up there
 SPEC.loader.exec_module(run_all)
 
 
