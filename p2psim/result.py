@@ -272,8 +272,8 @@ _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precis
 
 
 def _time_weighted(history: pd.DataFrame, column: str) -> float:
-    """A per-interval column's mean over the run's time: each row covers the time since the previous record."""
-    if len(history) < 2:
+    """A per-interval column's mean over the run's time: each row covers the time since the previous record (NaN if none)."""
+    if len(history) < 2 or column not in history:
         return math.nan
     spans = np.diff(history["time_s"].to_numpy())
     total = spans.sum()

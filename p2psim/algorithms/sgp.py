@@ -214,7 +214,7 @@ class SGP(Algorithm):
             if sent_round < self.round[peer]:  # churn: late for its round; added at once, so no push-sum mass is lost
                 self._fold(peer, share, message.row)
                 return
-            if sent_round > self.round[peer] + 1:  # churn only: skip to the round of a sender two or more ahead
+            if sent_round > self.round[peer] + 1 and self.world.timeout_s is not None:  # churn only: skip to a sender's round
                 self.round[peer] = sent_round
                 self._inbox.next_round(peer, sent_round, lambda weight, row: self._fold(peer, weight, row))
                 self._timed_out[peer] = False
