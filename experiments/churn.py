@@ -7,7 +7,7 @@ A smaller quick start (16 slower consumer devices on home fibre and cable in thr
 digits MLP with the timings and message sizes of GPT-2 small on 1024-token samples:
 124e6 parameters, 6 x 124e6 x 1024 = 7.6e11 training FLOPs a sample, Kaplan et al. 2020) trains for `SAMPLES` samples (at most
 `HOURS` simulated hours) under churn of growing strength: every peer alternates exponential
-sessions of mean `SESSION_S` (scaled to these short runs) and downtimes chosen so
+sessions of mean `SESSION_S` and downtimes chosen so
 that a share `offline` of the peers is away at any instant, E[D] = E[S] offline / (1 - offline);
 messages to offline peers are dropped, returning peers keep their old model, waits time out after
 `TIMEOUT_S`. Server methods serve from peer 0, which churns like any other (a server that is
@@ -29,11 +29,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "churn"
 
-HOURS = 2.0  # cap on simulated time; runs end at SAMPLES first unless churn slows them that much
+HOURS = 3.0  # cap on simulated time; runs end at SAMPLES first unless churn slows them that much
 SAMPLES = 20000
 TARGET = 0.75
-SESSION_S = 120.0  # mean session 2 min: scaled to these short runs, below the 7-23 min medians measured for P2P (C1)
-TIMEOUT_S = 30.0
+SESSION_S = 1800.0  # mean session 30 min, between the 7-23 min P2P medians (C1) and volunteers' hours (C2)
+TIMEOUT_S = 600.0  # above a model's transfer on these links (248 MB on a cable uplink takes minutes)
 LEVELS = (0.0, 0.2, 0.4)  # share of peers offline at any instant
 ALGORITHMS: dict[str, dict] = {
     "gossip": {"name": "gossip", "lr": 0.5, "mode": "push_pull", "period": 10},

@@ -324,7 +324,7 @@ class Churn:
     def stall_reason(self) -> str | None:
         """Why nothing can progress any more, or None while something can (see the module docstring)."""
         world = self.world
-        if world._computing.any() or world._in_flight > 0:
+        if world._in_flight > 0 or world._computing.any():
             return None
         horizon = world.setup.scenario.stop.sim_time_s or math.inf
         if self.env.now >= horizon:

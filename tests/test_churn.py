@@ -152,6 +152,21 @@ def test_a_trace_repeats_and_merges_touching_intervals(tmp_path):
     assert [next(toggles) for _ in range(5)] == [8.0, 12.0, 28.0, 32.0, 48.0]
 
 
+def test_a_diurnal_window_keeps_a_peer_online_only_between_its_local_hours():
+    # sessions of mean 1e12 s: the window alone decides; t = 0 is energy.start_utc, midnight UTC
+    data = round_number_scenario({"h100_sxm": 2}, {"algorithm.name": "churn_ping", "stop.sim_time_s": 1e6, "metrics.eval_interval_s": 3600.0})
+    forever = {"distribution": "exponential", "mean_s": 1e12}
+    data["churn"] = {"classes": [{"session": forever, "downtime": forever | {"mean_s": 1.0}, "online_hours": [23.0, 7.0]}]}
+    world = World(build_run(Scenario.from_dict(data)))
+    world.churn.check = lambda: None  # the churn schedule alone: no algorithm runs, so no stall is looked for
+    world.churn.start()
+    seen = []
+    for hour in (0.5, 6.9, 7.1, 22.9, 23.1, 30.9, 31.1):
+        world.env.timeout(hour * 3600).callbacks.append(lambda _e, h=hour: seen.append((h, bool(world.churn.online[0]))))
+    world.env.run(until=32 * 3600)
+    assert seen == [(0.5, True), (6.9, True), (7.1, False), (22.9, False), (23.1, True), (30.9, True), (31.1, False)]
+
+
 # ----- what leaving means ----------------------------------------------------------------------------
 
 
