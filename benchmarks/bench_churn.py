@@ -16,9 +16,10 @@ import time
 
 import torch
 
-from bench_engine import raw_compute_s, scenario_for
+from bench_engine import QUICKSTART, raw_compute_s, scenario_for
 from p2psim.build import build_run
 from p2psim.engine import World
+from p2psim.scenario import load_scenario
 
 CHURN = {
     "classes": [{"session": {"distribution": "exponential", "mean_s": 60.0},
@@ -33,9 +34,15 @@ LOGISTIC = {"task": {"name": "logistic", "n_samples": 400000, "n_features": 20, 
 
 def measure(peers: int, samples_per_peer: int, churn: bool, task: str = "digits") -> dict[str, float]:
     """One simulation with or without churn, and the raw compute of its gradient batches."""
-    scenario = scenario_for(peers, samples_per_peer)
-    if task == "logistic":
-        scenario = scenario.with_overrides(LOGISTIC)
+    if task == "logistic":  # the quick start's mix and links, as bench_engine.scenario_for, on generated data
+        base = load_scenario(QUICKSTART)
+        share = {name: {k: v / base.peers.count for k, v in getattr(base.peers, name).items()} for name in ("devices", "links", "regions")}
+        scenario = base.with_overrides({
+            **LOGISTIC, "peers.count": peers, **{f"peers.{name}": mix for name, mix in share.items()},
+            "stop.samples": peers * samples_per_peer, "metrics.eval_interval_s": 1e9, "baselines": [],
+        })
+    else:
+        scenario = scenario_for(peers, samples_per_peer)
     if churn:
         scenario = scenario.with_overrides({"churn": CHURN})
     setup = build_run(scenario)
