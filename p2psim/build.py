@@ -22,7 +22,6 @@ from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
 from .seeding import stream
-from .stragglers import resolve_stragglers
 from .stepmodel import device_step_s, scenario_work, timing_activation_bytes
 from .stragglers import resolve_stragglers
 from .tasks import Task, TaskData
@@ -157,12 +156,12 @@ def build_run(scenario: Scenario) -> RunSetup:
         downlink_bytes_per_s=down,
         latency_s=latency,
         algorithm_class=IMPLEMENTATIONS[scenario.algorithm.name],
+        byzantine=byzantine_peers(
+            scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
+        ),
         faults=None if scenario.faults is None else resolve_faults(scenario.faults, mix_links, regions),
         stragglers=None if scenario.stragglers is None else resolve_stragglers(
             scenario.stragglers, [d.name for d in devices], seed
-        ),
-        byzantine=byzantine_peers(
-            scenario.adversary, IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n), seed
         ),
         availability=None if scenario.churn is None else build_availability(
             scenario.churn, [d.name for d in devices], mix_links, regions, seed

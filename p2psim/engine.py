@@ -581,8 +581,8 @@ class World:
         columns = {
             "loss": loss,
             "accuracy": accuracy,
-            "peers_loss": float(peer_loss.mean()),
-            "peers_accuracy": float(peer_accuracy.mean()),
+            f"peers_loss{peers}": float(peer_loss.mean()),
+            f"peers_accuracy{peers}": float(peer_accuracy.mean()),
             "train_loss": window.train_loss / window.computed if window.computed else math.nan,
             "consensus_distance": mean_distance,
             "consensus_distance_max": max_distance,
@@ -590,7 +590,7 @@ class World:
         if self.setup.task.optimum_loss is not None:
             columns["suboptimality"] = evaluator.single(average, train=True)[0] - self.setup.task.optimum_loss
         if self.setup.task.n_classes is None:
-            del columns["accuracy"], columns["peers_accuracy"]
+            del columns["accuracy"], columns[f"peers_accuracy{peers}"]
         if self.setup.task.perplexity:  # a language model: exp of the mean cross-entropy per token (nats)
             columns["perplexity"] = math.exp(loss) if loss < 700 else math.inf
         return columns

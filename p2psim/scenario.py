@@ -384,8 +384,6 @@ class Scenario:
     engine: EngineSpec = field(default_factory=EngineSpec)
     baselines: tuple[BaselineSpec, ...] = ()
     energy: EnergySpec = field(default_factory=EnergySpec)  # kWh, CO2 and money: clock, sites, grids, choices
-    faults: FaultsSpec | None = None  # message loss, link failures, partitions (faults.py)
-    stragglers: StragglersSpec | None = None  # slow peers and throttling (stragglers.py)
     adversary: AdversarySpec | None = None  # Byzantine peers and their attack (adversary.py, attacks.py)
     faults: FaultsSpec | None = None  # message loss, link failures, partitions (faults.py)
     stragglers: StragglersSpec | None = None  # slow peers and throttling (stragglers.py)
