@@ -54,8 +54,8 @@ def alie_z(n: int, f: int) -> float:
 class _LatestRows:
     """Per honest peer, the latest row it sent of one message kind; their mean and std, cached until one changes."""
 
-    def __init__(self, n_peers: int, n_params: int, dtype: torch.dtype):
-        self.rows = torch.zeros(n_peers, n_params, dtype=dtype)
+    def __init__(self, n_peers: int, n_params: int, dtype: torch.dtype, device: torch.device):
+        self.rows = torch.zeros(n_peers, n_params, dtype=dtype, device=device)
         self.sent = np.zeros(n_peers, dtype=bool)
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -67,7 +67,7 @@ class _LatestRows:
     def stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(mean, std) over the peers that have sent a row, or None before any has."""
         if self._stats is None and self.sent.any():
-            rows = self.rows[torch.from_numpy(self.sent)]
+            rows = self.rows[torch.from_numpy(self.sent).to(self.rows.device)]
             self._stats = rows.mean(dim=0), rows.std(dim=0, correction=0)
         return self._stats
 
@@ -99,7 +99,7 @@ class Adversary:
 
     def _rows_of(self, kind: str, like: torch.Tensor) -> _LatestRows:
         if kind not in self._latest:
-            self._latest[kind] = _LatestRows(self._n_peers, like.shape[0], like.dtype)
+            self._latest[kind] = _LatestRows(self._n_peers, like.shape[0], like.dtype, like.device)
         return self._latest[kind]
 
     def _attack(self, src: int, kind: str, row: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ class Adversary:
             return spec.scale * row
         if attack == "gaussian":
             noise = self._rngs[src].standard_normal(row.shape[0])
-            return torch.from_numpy(noise).to(row.dtype) * spec.sigma
+            return torch.from_numpy(noise).to(dtype=row.dtype, device=row.device) * spec.sigma
         if attack == "replay":
             return self._first.setdefault((src, kind), row.clone())
         stats = self._rows_of(kind, row).stats()

@@ -101,11 +101,11 @@ class AsyncPS(ServerAlgorithm):
         self._pulled_at = [0] * world.n_peers  # server updates when each worker's model left the server
         compensate = config.dc_lambda > 0
         self._pulled = world.params.clone() if compensate else None  # row w: the model worker w pulled
-        self._mean_square = torch.zeros(world.params.shape[1]) if config.dc_adaptive else None
-        self._buffers = torch.zeros(config.buffers, world.params.shape[1]) if config.buffers else None
+        self._mean_square = torch.zeros(world.params.shape[1], device=world.params.device) if config.dc_adaptive else None
+        self._buffers = torch.zeros(config.buffers, world.params.shape[1], device=world.params.device) if config.buffers else None
         self._buffered = np.zeros(config.buffers, dtype=np.int64)  # gradients in each buffer since the last step
         self._buffer_of = {worker: i % config.buffers for i, worker in enumerate(self.workers)} if config.buffers else {}
-        self._center = torch.zeros(world.params.shape[1])  # the previous aggregate: centered_clip's start
+        self._center = torch.zeros(world.params.shape[1], device=world.params.device)  # the previous aggregate: centered_clip's start
         self._pushes = [0] * world.n_peers  # gradients each worker has pushed
         self._awaited = [0] * world.n_peers  # the push whose reply the worker waits for (0: none)
 

@@ -49,8 +49,8 @@ class ClippedGossipConfig(DPSGDConfig):
 class ClippedInbox(RoundInbox):
     """A `RoundInbox` that keeps each row of the round until the merge: clipping needs the receiver's row of then."""
 
-    def __init__(self, n: int, d: int, dtype: torch.dtype):
-        super().__init__(n, d, dtype)
+    def __init__(self, n: int, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
+        super().__init__(n, d, dtype, device)
         self._held: list[list[tuple[float, int]]] = [[] for _ in range(n)]  # (W_ij, slot) of each peer's round
 
     def _sum(self, peer: int, row: torch.Tensor, weight: float) -> None:
@@ -78,7 +78,7 @@ class ClippedGossip(ATCDSGD):
     def __init__(self, config: ClippedGossipConfig, world: World):
         super().__init__(config, world)
         n, d = world.params.shape
-        self._inbox = ClippedInbox(n, d, world.params.dtype)
+        self._inbox = ClippedInbox(n, d, world.params.dtype, world.params.device)
 
     def _try_finish(self, peer: int) -> None:
         """End the round once the adapted row exists and every neighbour's row of this round is in."""

@@ -81,7 +81,7 @@ class DiLoCo(FedAvg):
         world = self.world
         n_params = world.params.shape[1]
         self._anchor = torch.zeros_like(world.params)  # the global model each worker last received
-        self._delta = torch.empty(n_params, dtype=world.params.dtype)
+        self._delta = torch.empty(n_params, dtype=world.params.dtype, device=world.params.device)
         self._global = world.params[self.server].clone().unsqueeze(0)  # the outer optimizer's single row
         spec = OptimizerSpec(name=self.config.outer_optimizer, momentum=self.config.outer_momentum)
         self.outer = RowOptimizer(spec, 1, n_params, dtype=world.params.dtype)

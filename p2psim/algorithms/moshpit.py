@@ -196,7 +196,7 @@ class Moshpit(Algorithm):
     def _start_average(self, key: tuple[int, tuple[int, ...]]) -> None:
         """Every member sends its first chunk; the mean of the models sent is fixed now, seen at the end."""
         world, members = self.world, key[1]
-        mean = world.params.index_select(0, torch.as_tensor(members)).mean(dim=0)
+        mean = world.params.index_select(0, torch.as_tensor(members, device=world.params.device)).mean(dim=0)
         self._averages[key] = _GroupAverage(members, mean, [0] * len(members))
         if world.timeout_s is not None:
             for member in members:  # each member's own timer: the first to fire ends it

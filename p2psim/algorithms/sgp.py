@@ -96,7 +96,7 @@ class SGP(Algorithm):
         self._in_degrees: dict[int, np.ndarray] = {}
         self._pushed = [False] * n
         # synchronous: sum_j share_j z_j (numerators) and sum_j share_j (weights) of each peer's round
-        self._inbox = RoundInbox(n, world.params.shape[1], world.params.dtype) if config.tau == 0 else None
+        self._inbox = RoundInbox(n, world.params.shape[1], world.params.dtype, world.params.device) if config.tau == 0 else None
         self._received: list[Counter[int]] = [Counter() for _ in range(n)]  # overlap: messages per sending round
         self._complete = [-1] * n  # overlap: every message of rounds <= this has arrived
         self._blocked = [False] * n

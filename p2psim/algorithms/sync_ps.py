@@ -83,7 +83,7 @@ class SyncPS(ServerAlgorithm):
         self._arrived: list[tuple[int, GradientJob]] = []
         self._gradients = torch.empty_like(world.params)  # row w: worker w's gradient of the current round
         self._model_round = [0] * world.n_peers  # the round of the model each worker holds
-        self._center = torch.zeros(world.params.shape[1])  # the previous round's aggregate: centered_clip's start
+        self._center = torch.zeros(world.params.shape[1], device=world.params.device)  # the previous round's aggregate: centered_clip's start
         self._computing_round = [-1] * world.n_peers  # the round of the model under computation (-1: idle)
         self._timer = 0  # counts round timers set (churn), so an old one is recognised
 
@@ -152,7 +152,7 @@ class SyncPS(ServerAlgorithm):
         arrived = sorted(self._arrived, key=lambda pair: pair[0])
         for _, job in arrived:
             world.consume(job)
-        rows = self._gradients[torch.as_tensor([worker for worker, _ in arrived])]
+        rows = self._gradients[torch.as_tensor([worker for worker, _ in arrived], device=self._gradients.device)]
         self._center = aggregate(rows, self.config.aggregation, self._center)
         world.apply_gradient(self.server, self._center)
         self._arrived = []
