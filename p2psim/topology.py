@@ -432,6 +432,16 @@ def mixing_matrix(graph: nx.Graph, rule: str = "metropolis") -> np.ndarray:
     >>> mixing_matrix(ring(3)).round(6).tolist()[0]
     [0.333333, 0.333333, 0.333333]
     """
+    n, u, v, weight = _edge_weights(graph, rule)
+    W = np.zeros((n, n))
+    W[u, v] = weight
+    W[v, u] = weight
+    W[np.arange(n), np.arange(n)] = 1.0 - W.sum(axis=1)
+    return W
+
+
+def _edge_weights(graph: nx.Graph, rule: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """n, and each edge (u, v) with its off-diagonal weight under the mixing `rule`."""
     if rule not in MIXING_RULES:
         raise ValueError(f"unknown mixing rule {rule!r}; known: {', '.join(MIXING_RULES)}")
     n, edges = _edge_array(graph)
@@ -441,11 +451,7 @@ def mixing_matrix(graph: nx.Graph, rule: str = "metropolis") -> np.ndarray:
         weight = 1.0 / (1.0 + np.maximum(degree[u], degree[v]))
     else:
         weight = np.full(len(edges), 1.0 / (1.0 + degree.max(initial=0)))
-    W = np.zeros((n, n))
-    W[u, v] = weight
-    W[v, u] = weight
-    W[np.arange(n), np.arange(n)] = 1.0 - W.sum(axis=1)
-    return W
+    return n, u, v, weight
 
 
 def sparse_mixing_matrix(graph: nx.Graph, rule: str = "metropolis") -> Any:
@@ -456,15 +462,7 @@ def sparse_mixing_matrix(graph: nx.Graph, rule: str = "metropolis") -> Any:
     """
     from scipy import sparse
 
-    if rule not in MIXING_RULES:
-        raise ValueError(f"unknown mixing rule {rule!r}; known: {', '.join(MIXING_RULES)}")
-    n, edges = _edge_array(graph)
-    degree = np.bincount(edges.ravel(), minlength=n)
-    u, v = edges[:, 0], edges[:, 1]
-    if rule == "metropolis":
-        weight = 1.0 / (1.0 + np.maximum(degree[u], degree[v]))
-    else:
-        weight = np.full(len(edges), 1.0 / (1.0 + degree.max(initial=0)))
+    n, u, v, weight = _edge_weights(graph, rule)
     diagonal = 1.0 - np.bincount(np.concatenate([u, v]), weights=np.concatenate([weight, weight]), minlength=n)
     nodes = np.arange(n)
     rows, cols = np.concatenate([u, v, nodes]), np.concatenate([v, u, nodes])
