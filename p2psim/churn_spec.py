@@ -43,7 +43,7 @@ class DurationSpec:
     `mean_s` and `median_s` fixes the scale.
 
     >>> DurationSpec("weibull", median_s=900.0, shape=0.5).mean()  # doctest: +ELLIPSIS
-    3747.0...
+    3746.46...
     """
 
     distribution: str

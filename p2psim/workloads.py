@@ -31,7 +31,7 @@ def llm_flops_per_token(params: float, layers: int, d_model: int, vocab: int, to
     """Training FLOPs per token: 6 (N - V d) + 12 L d T (PaLM, Appendix B; the input embedding is a lookup).
 
     >>> llm_flops_per_token(1e9, 10, 1000, 1000, 100)
-    5906000000.0
+    6006000000.0
     """
     return 6.0 * (params - vocab * d_model) + 12.0 * layers * d_model * tokens_per_sample
 
