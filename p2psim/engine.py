@@ -143,7 +143,8 @@ class World:
             scenario.adversary, setup.byzantine, self.n_peers,
             len(setup.algorithm_class.learners(scenario.algorithm, self.n_peers)), scenario.seed,
         )
-        self.honest_peers = [peer for peer in range(self.n_peers) if peer not in set(setup.byzantine)]
+        byzantine = set(setup.byzantine)
+        self.honest_peers = [peer for peer in range(self.n_peers) if peer not in byzantine]
         self.honest = slice(None) if not setup.byzantine else torch.as_tensor(self.honest_peers, device=self.params.device)  # rows the history describes
         self.sampled_peers = sampled_peers(self.honest_peers, scenario.metrics.sample_peers, scenario.seed)  # None: all
         self.model_bytes = setup.model_bytes
@@ -230,6 +231,11 @@ class World:
     def timeout_s(self) -> float | None:
         """How long a peer waits for one that may have left (`churn.timeout_s`); None without churn: as long as it takes."""
         return None if self.churn is None else self.churn.spec.timeout_s
+
+    def after_timeout(self, peer: int, action: Callable[[], None]) -> None:
+        """Run `action()` for `peer` after `timeout_s` when peers may leave; without churn nobody gives up: nothing."""
+        if self.churn is not None:
+            self.schedule(self.churn.spec.timeout_s, peer, action)
 
     def compute(self, peer: int) -> GradientJob | None:
         """Start a local gradient computation on `peer`'s current parameters (None: `peer` is offline, nothing starts)."""

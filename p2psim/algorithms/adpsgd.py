@@ -105,8 +105,7 @@ class ADPSGD(Algorithm):
         self._exchanging[job.peer] = True
         self._waiting[job.peer] = job
         self._push(job, partner)
-        if world.timeout_s is not None:  # churn: a partner that left never replies
-            world.schedule(world.timeout_s, job.peer, lambda: self._give_up(job))
+        world.after_timeout(job.peer, lambda: self._give_up(job))  # churn: a partner that left never replies
         if self.config.overlap and not world.is_computing(job.peer):
             world.compute(job.peer)
 

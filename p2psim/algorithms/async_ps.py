@@ -114,8 +114,7 @@ class AsyncPS(ServerAlgorithm):
         world.send(worker, self.server, world.model_bytes, "gradient", job, row=job.grad)
         self._pushes[worker] += 1
         self._awaited[worker] = push = self._pushes[worker]
-        if world.timeout_s is not None:  # churn: no reply within timeout_s, compute again on the model held
-            world.schedule(world.timeout_s, worker, lambda: self._retry(worker, push))
+        world.after_timeout(worker, lambda: self._retry(worker, push))  # churn: no reply, compute again on the model held
 
     def _retry(self, worker: int, push: int) -> None:
         if self._awaited[worker] == push:

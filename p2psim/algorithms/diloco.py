@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..config import ScenarioError, bounded, check_ranges
+from ..config import ScenarioError, bounded
 from ..optim import OptimizerSpec, RowOptimizer
 from .base import register_algorithm
 from .fedavg import FedAvg, FedAvgConfig

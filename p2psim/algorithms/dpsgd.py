@@ -134,9 +134,8 @@ class DPSGD(Algorithm):
     def _arm(self, peer: int) -> None:
         """Churn: the round ends `timeout_s` after it began with the neighbours' models that arrived."""
         world = self.world
-        if world.timeout_s is not None:
-            round_ = self.round[peer]
-            world.schedule(world.timeout_s, peer, lambda: self._expire(peer, round_))
+        round_ = self.round[peer]
+        world.after_timeout(peer, lambda: self._expire(peer, round_))
 
     def _expire(self, peer: int, round_: int) -> None:
         if self.round[peer] == round_:

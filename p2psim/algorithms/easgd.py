@@ -75,8 +75,7 @@ class EASGD(ServerAlgorithm):
             self._exchanges[worker] += 1
             exchange = self._exchanges[worker]
             world.send(worker, self.server, world.model_bytes, "model", exchange, row=world.params[worker])
-            if world.timeout_s is not None:  # churn: the centre may never come
-                world.schedule(world.timeout_s, worker, lambda: self._give_up(worker, exchange))
+            world.after_timeout(worker, lambda: self._give_up(worker, exchange))  # churn: the centre may never come
         world.compute(worker)
 
     def _give_up(self, worker: int, exchange: int) -> None:

@@ -198,9 +198,8 @@ class Moshpit(Algorithm):
         world, members = self.world, key[1]
         mean = world.params.index_select(0, torch.as_tensor(members, device=world.params.device)).mean(dim=0)
         self._averages[key] = _GroupAverage(members, mean, [0] * len(members))
-        if world.timeout_s is not None:
-            for member in members:  # each member's own timer: the first to fire ends it
-                world.schedule(world.timeout_s, member, lambda: self._expire_average(key))
+        for member in members:  # churn: each member's own timer; the first to fire ends it
+            world.after_timeout(member, lambda: self._expire_average(key))
         for position in range(len(members)):
             self._send_chunk(key, position)
 

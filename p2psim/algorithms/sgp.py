@@ -110,9 +110,8 @@ class SGP(Algorithm):
     def _arm(self, peer: int) -> None:
         """Churn: `timeout_s` after a round begins, it goes on with the messages that arrived."""
         world = self.world
-        if world.timeout_s is not None:
-            round_ = self.round[peer]
-            world.schedule(world.timeout_s, peer, lambda: self._expire(peer, round_))
+        round_ = self.round[peer]
+        world.after_timeout(peer, lambda: self._expire(peer, round_))
 
     def _expire(self, peer: int, round_: int) -> None:
         if self.round[peer] != round_:
