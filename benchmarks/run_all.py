@@ -11,8 +11,8 @@
    start's device and link mix) and data-centre world (the same devices on NVLink).
 2. fedavg: FedAvg, 100 IID clients of digits, MLP 64-128-10, 5 local SGD steps of batch 16
    per round, 20 rounds: p2psim against one torch module per client in a Python loop and a
-   hand-written vmap loop (the floor); Flower is run by benchmarks/fedavg_flower.py where
-   it installs (see BENCHMARKS.md).
+   hand-written vmap loop (the floor); Flower's simulation of it (benchmarks/fedavg_flower.py) with
+   --flower-python PATH, a python where flwr is installed (not a project dependency).
 3. events: simpy events per second of wall time in a communication-only run (push gossip
    of a 6-parameter model, no gradients).
 4. scale: the largest peer count that runs 50 local steps each (AD-PSGD, data-centre world,
@@ -245,6 +245,37 @@ def fedavg_vmap_loop(job: FedAvgJob, task) -> dict:
     return {"implementation": "hand-written vmap loop (floor)", "wall_s": wall, "accuracy": accuracy, "rounds": job.rounds}
 
 
+FLOWER = "Flower simulation (Ray)"
+
+
+def flower_arguments(job: FedAvgJob) -> list[str]:
+    """benchmarks/fedavg_flower.py's command-line arguments for this job.
+
+    >>> flower_arguments(FedAvgJob(clients=3))[:4]
+    ['--clients', '3', '--rounds', '20']
+    """
+    values = {"clients": job.clients, "rounds": job.rounds, "local-steps": job.local_steps, "batch": job.batch,
+              "lr": job.lr, "hidden": job.hidden, "seed": job.seed}
+    return [item for name, value in values.items() for item in (f"--{name}", str(value))]
+
+
+def flower_row(stdout: str) -> dict:
+    """The row fedavg_flower.py printed: its last line of output is one JSON object (Ray logs come before)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def fedavg_flower(job: FedAvgJob, python: str | None) -> dict:
+    """Flower's simulation of the job, run by `python` (one with flwr) in its own process; or why not."""
+    if python is None:
+        return {"implementation": FLOWER, "rounds": "not installed (--flower-python PATH: a python with flwr)"}
+    command = [python, str(ROOT / "benchmarks" / "fedavg_flower.py"), *flower_arguments(job)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        return {"implementation": FLOWER, "rounds": f"failed: {last}"}
+    return flower_row(done.stdout)
+
+
 # ----- events per second -------------------------------------------------------------------
 
 
@@ -393,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scale-peers", type=int, nargs="+", help="scale: sizes tried in order")
     parser.add_argument("--scale-limit-s", type=float, default=600.0)
     parser.add_argument("--scale-memory-gb", type=float, default=16.0)
+    parser.add_argument("--flower-python", help="fedavg: a python with flwr installed, to run Flower's row (see fedavg_flower.py)")
     parser.add_argument("--json", help="also write every row to this JSON file")
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -429,11 +461,16 @@ def main(argv: list[str] | None = None) -> dict:
             "algorithm": {"name": "adpsgd", "lr": 0.1}, "stop": {"steps": 1}, "metrics": {"eval_interval_s": 1.0}})).task
         rows = [fedavg_p2psim(job, "cpu"), fedavg_torch_loop(job, task), fedavg_vmap_loop(job, task)]
         floor = rows[-1]["wall_s"]
+        rows.append(fedavg_flower(job, args.flower_python))
         for row in rows:
-            row["x_floor"] = row["wall_s"] / floor
+            if "wall_s" in row:
+                row["x_floor"] = row["wall_s"] / floor
         results["fedavg"] = rows
         print_table(f"2. FedAvg, {job.clients} IID clients of digits, MLP 64-{job.hidden}-10, {job.local_steps} local steps "
                     f"of batch {job.batch}, {job.rounds} rounds (CPU)", rows, ["implementation", "rounds", "wall_s", "x_floor", "accuracy"])
+        if rows[-1].get("later_round_s") is not None:
+            print(f"\nFlower: the first round ({rows[-1]['first_round_s']:.3g} s) includes starting the Ray actors; later rounds "
+                  f"{rows[-1]['later_round_s']:.3g} s each (median); with starting and stopping Ray {rows[-1]['total_s']:.3g} s.")
     if "events" in args.only:
         rows = [events_row(n, 0.05 if quick else 1.0) for n in ([256] if quick else [1024, 4096])]
         results["events"] = rows

@@ -42,6 +42,37 @@ def test_the_quick_suite_runs_on_the_cpu_and_every_table_has_its_rows():
     results = run_all.main(["--quick", "--only", "floor", "fedavg", "events", "scale"])
     assert [row["peers"] for row in results["floor"]] == [16, 48, 16, 48]
     assert all(row["ratio"] > 0 and row["gradients"] > 0 for row in results["floor"])
-    assert [row["implementation"].split()[0] for row in results["fedavg"]] == ["p2psim", "torch", "hand-written"]
+    assert [row["implementation"].split()[0] for row in results["fedavg"]] == ["p2psim", "torch", "hand-written", "Flower"]
+    assert results["fedavg"][-1]["rounds"].startswith("not installed")
     assert results["events"][0]["events"] > results["events"][0]["messages"] > 0
     assert [row["status"] for row in results["scale"]] == ["finished", "finished"]
+
+
+def test_flowers_script_is_told_the_whole_job_and_defaults_to_run_alls():
+    """Every FedAvgJob field goes to fedavg_flower.py, whose own defaults (read from its source) are the job's."""
+    import ast
+    import dataclasses
+
+    job = run_all.FedAvgJob(clients=7, rounds=3, local_steps=2, batch=4, lr=0.5, hidden=9, seed=11)
+    arguments = run_all.flower_arguments(job)
+    assert dict(zip(arguments[::2], arguments[1::2])) == {
+        "--clients": "7", "--rounds": "3", "--local-steps": "2", "--batch": "4", "--lr": "0.5", "--hidden": "9", "--seed": "11"}
+    source = (Path(run_all.__file__).parent / "fedavg_flower.py").read_text()
+    defaults = {
+        call.args[0].value: next(k.value.value for k in call.keywords if k.arg == "default")
+        for call in ast.walk(ast.parse(source))
+        if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "add_argument" and call.args[0].value != "--cpus"
+    }
+    expected = {f"--{f.name.replace('_', '-')}": f.default for f in dataclasses.fields(run_all.FedAvgJob)}
+    assert defaults == expected
+
+
+def test_flowers_row_is_the_json_line_after_its_logs():
+    stdout = 'INFO : [ROUND 1/2]\n{"implementation": "Flower simulation (Ray)", "wall_s": 1.5, "accuracy": 0.9}\n'
+    assert run_all.flower_row(stdout) == {"implementation": "Flower simulation (Ray)", "wall_s": 1.5, "accuracy": 0.9}
+
+
+def test_without_flower_its_row_says_not_installed():
+    row = run_all.fedavg_flower(run_all.FedAvgJob(), None)
+    assert row["implementation"] == run_all.FLOWER and row["rounds"].startswith("not installed")
+    assert "wall_s" not in row
