@@ -199,6 +199,26 @@ def test_generator_seed_is_consumed():
     assert list(erdos_renyi(20, 0.3, seed=rng).edges) != list(erdos_renyi(20, 0.3, seed=rng).edges)
 
 
+def test_block_bits_draw_what_networkx_draws():
+    # getrandbits of every width, in a mixed order, from the same generator state
+    from networkx.utils.misc import PythonRandomViaNumpyBits
+
+    widths = [k for _ in range(40) for k in (0, 1, 5, 8, 9, 16, 17, 31, 32, 33, 64, 65, 100)]
+    reference = PythonRandomViaNumpyBits(np.random.default_rng(3))
+    blocked = topology._BlockBits(np.random.default_rng(3))
+    blocked.BLOCK = 7  # refills in the middle of multi-word draws
+    assert [blocked.getrandbits(k) for k in widths] == [reference.getrandbits(k) for k in widths]
+
+
+@pytest.mark.parametrize("n, degree, seed", [(10, 3, 0), (64, 4, 1), (999, 6, 2), (3000, 4, 3)])
+def test_random_regular_is_networkx_graph(n, degree, seed):
+    # the blocked draws give networkx's own graph for the same generator, edge for edge and in order
+    expected = topology._graph(n, nx.random_regular_graph(degree, n, seed=np.random.default_rng(seed)).edges)
+    graph = random_regular(n, degree, seed=np.random.default_rng(seed))
+    assert list(graph.nodes) == list(expected.nodes)
+    assert list(graph.edges) == list(expected.edges)
+
+
 # --- files and foreign graphs --------------------------------------------------------
 
 
