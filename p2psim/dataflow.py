@@ -8,6 +8,9 @@ payload slot, pair average, group mean) as an op with the rows it reads and writ
 indexed call and, when only gradients are ready, all of them in one vmapped call (a wave).
 Two ops that touch a common row, one of them writing it, are ordered by an edge in the
 order they were recorded, so ops ready together commute: the result is the eager one.
+Algorithms keep their own rows (a server's running sum, anchors, an outer optimizer's
+model) in `rows.new(k)` and act on them through the same interface in both modes:
+`EagerRows` runs each op at once, `Dataflow` records it.
 Batched elementwise ops are the eager ops on more rows; only the vmapped gradients of a
 different batch composition may round differently (as `engine.batch_gradients` already may).
 """
@@ -24,10 +27,11 @@ from .payloads import RowPool
 if TYPE_CHECKING:
     from .optim import RowOptimizer
 
-__all__ = ["Dataflow", "RowHandle", "evaluate_gradients"]
+__all__ = ["Dataflow", "EagerRows", "RowHandle", "evaluate_gradients"]
 
-PARAMS, SNAPSHOTS, PAYLOADS, GRADIENTS = range(4)  # the buffers rows live in; a row's key is index * 4 + buffer
-COPY, GRADIENT, STEP, LERP, ADD, PAIR, MEAN, ROUND = range(8)  # op kinds: the first item of an op's group
+PARAMS, SNAPSHOTS, PAYLOADS, GRADIENTS = range(4)  # the buffers rows live in; then the algorithms' own (`new`)
+STRIDE = 64  # a row's key is index * STRIDE + buffer: at most STRIDE buffers
+COPY, GRADIENT, STEP, LERP, ADD, PAIR, MEAN, ROUND, ZERO, DIVIDE, SUBTRACT, RESET, MEAN_OF = range(13)  # op kinds
 
 
 def evaluate_gradients(
@@ -40,6 +44,55 @@ def evaluate_gradients(
     k = len(batches)
     grads, losses = gradients(rows, x.view(k, -1, *x.shape[1:]), y.view(k, -1, *y.shape[1:]))
     return grads, losses.tolist(), torch.isfinite(grads).all(dim=1).tolist()
+
+
+class EagerRows:
+    """`Dataflow`'s interface for an algorithm's own rows, each op run at once: eager numerics.
+
+    An algorithm that keeps rows of its own (a server's running sum, anchors) allocates them
+    with `world.rows.new(k)` and changes them only through these methods, the same code
+    under both numerics; reading their values is what deferral forbids.
+    """
+
+    def __init__(self, params: torch.Tensor, optimizer: RowOptimizer):
+        self._params = params
+        self._optimizer = optimizer
+
+    def new(self, k: int) -> torch.Tensor:
+        """`k` zero rows the algorithm keeps."""
+        return torch.zeros(k, *self._params.shape[1:], dtype=self._params.dtype, device=self._params.device)
+
+    def zero(self, row: torch.Tensor) -> None:
+        """row = 0."""
+        row.zero_()
+
+    def assign(self, row: torch.Tensor, value: torch.Tensor) -> None:
+        """row = value."""
+        row.copy_(value)
+
+    def accumulate(self, row: torch.Tensor, value: torch.Tensor, alpha: float) -> None:
+        """row += alpha * value."""
+        row.add_(value, alpha=alpha)
+
+    def divide(self, row: torch.Tensor, value: torch.Tensor, divisor: float) -> None:
+        """row = value / divisor."""
+        torch.div(value, divisor, out=row)
+
+    def subtract(self, row: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+        """row = a - b."""
+        torch.sub(a, b, out=row)
+
+    def mean_of(self, row: torch.Tensor, values: list[torch.Tensor]) -> None:
+        """row = the mean of `values`."""
+        row.copy_(torch.stack(values).mean(dim=0))
+
+    def reset_optimizer(self, peer: int) -> None:
+        """Fresh optimizer state for `peer` (`RowOptimizer.reset`)."""
+        self._optimizer.reset(peer)
+
+    def optimizer_step(self, optimizer: RowOptimizer, rows: torch.Tensor, i: int, grad: torch.Tensor, lr: float) -> None:
+        """`optimizer.step(rows, i, grad, lr)`: an outer optimizer's step on one of the algorithm's own rows."""
+        optimizer.step(rows, i, grad, lr)
 
 
 class RowHandle:
@@ -100,6 +153,8 @@ class Dataflow:
         self._writer: dict[int, _Op] = {}  # row key -> the last op that wrote it
         self._readers: dict[int, list[_Op]] = {}  # row key -> ops that read it since its last write
         self._consumed: list[int] = []  # gradient slots free once the ops recorded so far have run
+        self._own: list[torch.Tensor] = []  # the algorithm's rows (`new`): buffer GRADIENTS + 1 + position
+        self._own_buffers: dict[int, int] = {}  # id of such a tensor -> its buffer
 
     @property
     def pending(self) -> int:
@@ -112,10 +167,10 @@ class Dataflow:
         """Snapshot `peer`'s row and compute `job`'s gradient on it; `job.grad` becomes the handle of its row."""
         if self._grads.in_use >= self._max_rows:
             self.flush()
-        self._add((COPY, SNAPSHOTS, PARAMS), (peer, peer), (peer * 4 + PARAMS,), (peer * 4 + SNAPSHOTS,))
+        self._add((COPY, SNAPSHOTS, PARAMS), (peer, peer), (peer * STRIDE + PARAMS,), (peer * STRIDE + SNAPSHOTS,))
         slot = self._grads.reserve()
         job.grad = RowHandle(GRADIENTS, slot)
-        self._add((GRADIENT,), (peer, slot), (peer * 4 + SNAPSHOTS,), (slot * 4 + GRADIENTS,), job)
+        self._add((GRADIENT,), (peer, slot), (peer * STRIDE + SNAPSHOTS,), (slot * STRIDE + GRADIENTS,), job)
 
     def consumed(self, job: Any) -> None:
         """`job`'s gradient has been used: its row is reused after the next flush."""
@@ -131,37 +186,37 @@ class Dataflow:
         if self._pool.in_use >= self._max_rows:
             self.flush()
         slot = self._pool.reserve()
-        self._add((COPY, PAYLOADS, buffer), (slot, index), (index * 4 + buffer,), (slot * 4 + PAYLOADS,))
+        self._add((COPY, PAYLOADS, buffer), (slot, index), (index * STRIDE + buffer,), (slot * STRIDE + PAYLOADS,))
         return slot
 
     def round(self, slot: int, dtype: torch.dtype) -> None:
         """Round the payload in `slot` to `dtype` and back, as the wire does (`p2psim.compression`)."""
-        self._add((ROUND, dtype), (slot,), (), (slot * 4 + PAYLOADS,))
+        self._add((ROUND, dtype), (slot,), (), (slot * STRIDE + PAYLOADS,))
 
     def step(self, peer: int, grad: torch.Tensor | RowHandle, lr: float) -> None:
         """One step of the optimizer on `peer`'s row with `grad`, at `lr` (its count advanced now)."""
         buffer, index = self._source(grad)
-        group = (STEP, lr, self._optimizer.batch_key(self._optimizer.advance(peer)), buffer)
-        self._add(group, (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+        group = (STEP, lr, self._optimizer.batch_key(self._optimizer.advance(peer)), buffer, PARAMS, self._optimizer)
+        self._add(group, (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
 
     def lerp(self, peer: int, incoming: torch.Tensor | RowHandle, weight: float) -> None:
         """params[peer] = lerp(params[peer], incoming, weight)."""
         buffer, index = self._source(incoming)
-        self._add((LERP, weight, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+        self._add((LERP, weight, buffer), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
 
     def add(self, peer: int, update: torch.Tensor | RowHandle, alpha: float) -> None:
         """params[peer] += alpha * update."""
         buffer, index = self._source(update)
-        self._add((ADD, alpha, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+        self._add((ADD, alpha, buffer, PARAMS), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
 
     def copy(self, peer: int, value: torch.Tensor | RowHandle) -> None:
         """params[peer] = value."""
         buffer, index = self._source(value)
-        self._add((COPY, PARAMS, buffer), (peer, index), (index * 4 + buffer,), (peer * 4 + PARAMS,))
+        self._add((COPY, PARAMS, buffer), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
 
     def average(self, peers: tuple[int, ...] | list[int]) -> None:
         """Set the rows `peers` to their mean (a pair: the eager pair average's two in-place ops)."""
-        keys = tuple(peer * 4 + PARAMS for peer in peers)
+        keys = tuple(peer * STRIDE + PARAMS for peer in peers)
         if len(peers) == 2:
             self._add((PAIR,), tuple(peers), (), keys)
         else:
@@ -169,17 +224,99 @@ class Dataflow:
             op.group = (MEAN, id(op))  # run alone: a k-row mean's reduction order is the eager one
             self._link(op, (), keys)
 
+    # ----- the algorithm's own rows (the interface `EagerRows` runs at once) ------------
+
+    def new(self, k: int) -> torch.Tensor:
+        """`k` zero rows the algorithm keeps (a server's sum, anchors): its ops on them are recorded like the World's."""
+        if GRADIENTS + 1 + len(self._own) >= STRIDE:
+            raise ValueError(f"deferred numerics track at most {STRIDE - GRADIENTS - 1} tensors of the algorithm's own rows")
+        rows = torch.zeros(k, *self._row_shape, dtype=self._params.dtype, device=self._params.device)
+        self._own_buffers[id(rows)] = GRADIENTS + 1 + len(self._own)
+        self._own.append(rows)
+        return rows
+
+    def zero(self, row: torch.Tensor) -> None:
+        """row = 0 (one of the algorithm's own rows)."""
+        buffer, index = self._own_row(row)
+        self._add((ZERO, buffer), (index,), (), (index * STRIDE + buffer,))
+
+    def assign(self, row: torch.Tensor, value: torch.Tensor | RowHandle) -> None:
+        """row = value."""
+        buffer, index = self._own_row(row)
+        source, at = self._source(value)
+        self._add((COPY, buffer, source), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+
+    def accumulate(self, row: torch.Tensor, value: torch.Tensor | RowHandle, alpha: float) -> None:
+        """row += alpha * value."""
+        buffer, index = self._own_row(row)
+        source, at = self._source(value)
+        self._add((ADD, alpha, source, buffer), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+
+    def divide(self, row: torch.Tensor, value: torch.Tensor | RowHandle, divisor: float) -> None:
+        """row = value / divisor."""
+        buffer, index = self._own_row(row)
+        source, at = self._source(value)
+        self._add((DIVIDE, divisor, source, buffer), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+
+    def subtract(self, row: torch.Tensor, a: torch.Tensor | RowHandle, b: torch.Tensor | RowHandle) -> None:
+        """row = a - b."""
+        buffer, index = self._own_row(row)
+        (first, i), (second, j) = self._source(a), self._source(b)
+        reads = (i * STRIDE + first, j * STRIDE + second)
+        self._add((SUBTRACT, buffer, first, second), (index, i, j), reads, (index * STRIDE + buffer,))
+
+    def mean_of(self, row: torch.Tensor, values: list[torch.Tensor | RowHandle]) -> None:
+        """row = the mean of `values` (rows of one buffer, e.g. gradients), reduced as the eager stack's mean."""
+        buffer, index = self._own_row(row)
+        sources = [self._source(value) for value in values]
+        if len({source for source, _ in sources}) != 1:
+            raise TypeError("deferred numerics: mean_of takes rows of one kind (all gradients, or all parameters)")
+        op = _Op((MEAN_OF,), (index, *(at for _, at in sources)))
+        op.group = (MEAN_OF, id(op), sources[0][0], buffer)  # run alone
+        self._link(op, tuple(at * STRIDE + source for source, at in sources), (index * STRIDE + buffer,))
+
+    def reset_optimizer(self, peer: int) -> None:
+        """Fresh optimizer state for `peer` (`RowOptimizer.reset`): its count now, its state rows when the log runs."""
+        self._optimizer.reset_count(peer)
+        if self._optimizer.has_state:  # the peer's steps write its row: ordering by that row orders them
+            self._add((RESET,), (peer,), (), (peer * STRIDE + PARAMS,))
+
+    def optimizer_step(
+        self, optimizer: RowOptimizer, rows: torch.Tensor, i: int, grad: torch.Tensor | RowHandle, lr: float
+    ) -> None:
+        """`optimizer.step(rows, i, grad, lr)` on one of the algorithm's own rows (an outer optimizer's model)."""
+        buffer, index = self._own_row(rows[i])
+        if index != i:
+            raise ValueError("deferred numerics: an optimizer's row index must be the row's index in its tensor")
+        source, at = self._source(grad)
+        group = (STEP, lr, optimizer.batch_key(optimizer.advance(i)), source, buffer, optimizer)
+        self._add(group, (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+
+    def _own_row(self, row: torch.Tensor) -> tuple[int, int]:
+        """The buffer and index of one of the algorithm's own rows (from `new`)."""
+        buffer, index = self._source(row)
+        if buffer <= GRADIENTS:
+            raise TypeError("deferred numerics: rows.zero/assign/accumulate/... write the algorithm's own rows (rows.new) "
+                            "only; the World's rows change through World.set_row and the other World methods")
+        return buffer, index
+
     def _source(self, row: torch.Tensor | RowHandle) -> tuple[int, int]:
-        """The buffer and index of a row an algorithm passed: a handle, or a view of one row of `world.params`."""
+        """The buffer and index of a row an algorithm passed: a handle, or a view of one row of `world.params` or of `new`."""
         if type(row) is RowHandle:
             return row.buffer, row.index
-        if getattr(row, "_base", None) is self._params_base and row.shape == self._row_shape and row.is_contiguous():
-            index, rest = divmod(row.data_ptr() - self._params_address, self._row_bytes)
-            if rest == 0 and 0 <= index < len(self._params):
-                return PARAMS, index
+        base = getattr(row, "_base", None)
+        if base is self._params_base:
+            buffer, start, rows = PARAMS, self._params_address, len(self._params)
+        else:
+            buffer = self._own_buffers.get(id(base), -1)
+            start, rows = (base.data_ptr(), len(base)) if buffer >= 0 else (0, 0)
+        if rows and row.shape == self._row_shape and row.is_contiguous():
+            index, rest = divmod(row.data_ptr() - start, self._row_bytes)
+            if rest == 0 and 0 <= index < rows:
+                return buffer, index
         raise TypeError(
-            "deferred numerics track rows of world.params, message rows and gradients only, not a tensor the "
-            f"algorithm computed ({type(row).__name__}): such an algorithm must keep numerics_deferrable = False"
+            "deferred numerics track rows of world.params, world.rows.new, message rows and gradients only, not a tensor "
+            f"the algorithm computed ({type(row).__name__}): such an algorithm must keep numerics_deferrable = False"
         )
 
     def _add(self, group: tuple, rows: tuple, reads: tuple, writes: tuple, job: Any = None) -> None:
@@ -241,6 +378,8 @@ class Dataflow:
         self._pool.recycle()
 
     def _tensor(self, buffer: int) -> torch.Tensor:
+        if buffer > GRADIENTS:
+            return self._own[buffer - GRADIENTS - 1]
         return (self._params, self._snapshots, self._pool.rows, self._grads.rows)[buffer]
 
     def _index(self, rows: Any) -> torch.Tensor:
@@ -253,6 +392,10 @@ class Dataflow:
         if kind == MEAN:
             index = self._index(ops[0].rows)
             self._params[index] = self._params.index_select(0, index).mean(dim=0)
+            return
+        if kind == MEAN_OF:
+            target = self._tensor(group[3])
+            target[ops[0].rows[0]] = self._tensor(group[2]).index_select(0, self._index(ops[0].rows[1:])).mean(dim=0)
             return
         params = self._params
         first = self._index([op.rows[0] for op in ops])
@@ -268,15 +411,31 @@ class Dataflow:
             params.index_copy_(0, first, block)
             params.index_copy_(0, second, block)
             return
-        source = self._tensor(group[-1]).index_select(0, self._index([op.rows[1] for op in ops]))
+        if kind == ZERO:
+            self._tensor(group[1]).index_fill_(0, first, 0.0)
+            return
+        if kind == RESET:
+            self._optimizer.zero_states(first)
+            return
+        if kind == SUBTRACT:
+            a = self._tensor(group[2]).index_select(0, self._index([op.rows[1] for op in ops]))
+            b = self._tensor(group[3]).index_select(0, self._index([op.rows[2] for op in ops]))
+            self._tensor(group[1]).index_copy_(0, first, a.sub_(b))
+            return
+        source = self._tensor(group[3] if kind == STEP else group[2]).index_select(0, self._index([op.rows[1] for op in ops]))
         if kind == COPY:
             self._tensor(group[1]).index_copy_(0, first, source)
         elif kind == STEP:
-            self._optimizer.step_rows(params, first, source, group[1], group[2])
-        else:
+            group[5].step_rows(self._tensor(group[4]), first, source, group[1], group[2])
+        elif kind == DIVIDE:
+            self._tensor(group[3]).index_copy_(0, first, source.div_(group[1]))
+        elif kind == LERP:
             block = params.index_select(0, first)
-            block.lerp_(source, group[1]) if kind == LERP else block.add_(source, alpha=group[1])
-            params.index_copy_(0, first, block)
+            params.index_copy_(0, first, block.lerp_(source, group[1]))
+        else:  # ADD
+            target = self._tensor(group[3])
+            block = target.index_select(0, first)
+            target.index_copy_(0, first, block.add_(source, alpha=group[1]))
 
     def _run_gradients(self, ops: list[_Op]) -> None:
         """A wave: every ready gradient in one vmapped call (or one call each when batching is off)."""

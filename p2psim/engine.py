@@ -26,7 +26,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from .attacks import Adversary
 from .compression import DTYPES as ROUNDINGS, Wire
 from .faults import LinkFaults
-from .dataflow import Dataflow, RowHandle, evaluate_gradients
+from .dataflow import Dataflow, EagerRows, RowHandle, evaluate_gradients
 from .hardware import Device
 from .churn import Churn
 from .metrics import Evaluator, consensus_distance, consensus_distance_streamed
@@ -206,6 +206,8 @@ class World:
             lambda rows, batches: evaluate_gradients(self._gradients, task, rows, batches),
             self._batch_gradients, self.batch_sizes, max_rows=8 * self.n_peers,
         )
+        # the algorithm's own rows (a server's sum, anchors) and the ops on them: recorded when deferred
+        self.rows = self._dataflow if self._dataflow is not None else EagerRows(self.params, self.optimizer)
         self._running: list[GradientJob | None] = [None] * self.n_peers  # each peer's computation in progress
         self.offline: list[tuple[float, np.ndarray]] = []
         self._last_offline = np.zeros(self.n_peers)

@@ -138,6 +138,21 @@ class RowOptimizer:
             if state is not None:
                 state[i].zero_()
 
+    def reset_count(self, i: int) -> None:
+        """`reset`'s count part alone: deferred numerics zero the state rows later (`zero_states`), in the log's order."""
+        self._t[i] = 0
+
+    @property
+    def has_state(self) -> bool:
+        """Whether there are state rows (momentum, Adam): plain SGD has only counts."""
+        return self.spec.name != "sgd"
+
+    def zero_states(self, index: torch.Tensor) -> None:
+        """`reset`'s state part for the rows `index` at once."""
+        for state in self._states():
+            if state is not None:
+                state.index_fill_(0, index, 0.0)
+
     def step(self, rows: torch.Tensor, i: int, grad: torch.Tensor, lr: float) -> None:
         """One optimizer step on row `i` of `rows` with gradient `grad` (not modified)."""
         t = self.advance(i)

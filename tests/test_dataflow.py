@@ -235,3 +235,83 @@ def test_a_diverging_run_diverges_when_and_where_the_eager_one_does(lr, interval
         assert deferred[fact] == eager[fact], fact
     a, b = (outcomes[m].history.drop(columns="run").to_numpy(float) for m in ("eager", "deferred"))
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("fedavg", {"algorithm.optimizer": {"name": "momentum"}, "algorithm.reset_optimizer": True}),
+        ("fedavg", {"algorithm.optimizer": {"name": "adam"}, "algorithm.reset_optimizer": False}),
+        ("diloco", {"algorithm.optimizer": {"name": "adamw", "weight_decay": 0.01}, "algorithm.reset_optimizer": True}),
+    ],
+    ids=["fedavg-momentum-reset", "fedavg-adam-kept", "diloco-adamw-reset"],
+)
+def test_optimizer_state_resets_are_ordered_in_the_log_as_eager_runs_them(name, overrides):
+    runs = {}
+    for numerics in ("eager", "deferred"):
+        data = tiny(name, numerics, True)
+        for dotted, value in overrides.items():
+            set_dotted(data, dotted, value)
+        runs[numerics] = traced(data)
+    (eager_trace, eager), (deferred_trace, deferred) = runs["eager"], runs["deferred"]
+    assert deferred.manifest["runs"]["p2p"]["numerics"] == "deferred"
+    assert deferred_trace == eager_trace
+    a, b = eager.history.drop(columns="run"), deferred.history.drop(columns="run")
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)
+
+
+def test_the_algorithms_own_rows_take_the_eager_values_bitwise():
+    # a server's round by hand: sum = 0; sum += 2 x_1; sum += 3 x_2; mean = sum / 5; delta = mean - x_0;
+    # avg = mean of three gradients; one outer momentum step on a row of its own; a reset of peer 1's momentum
+    from p2psim.dataflow import EagerRows
+
+    def fake(rows, batches):
+        return 2 * rows, [0.0] * len(batches), [True] * len(batches)
+
+    torch.manual_seed(1)
+    start = torch.randn(4, 5)
+    results = []
+    for mode in ("eager", "deferred"):
+        params, _, optimizer, flow, _ = gossip_dataflow(4, 5, fake)
+        optimizer = RowOptimizer(OptimizerSpec(name="momentum"), 4, 5)
+        flow._optimizer = optimizer
+        params.copy_(start)
+        rows = EagerRows(params, optimizer) if mode == "eager" else flow
+        outer = RowOptimizer(OptimizerSpec(name="nesterov", momentum=0.5), 1, 5)
+        total, mean, delta, average = rows.new(4)
+        model = rows.new(1)
+        rows.accumulate(total, params[0], 1.0)
+        rows.zero(total)
+        rows.accumulate(total, params[1], 2.0)
+        rows.accumulate(total, params[2], 3.0)
+        rows.divide(mean, total, 5.0)
+        rows.subtract(delta, mean, params[0])
+        rows.mean_of(average, [params[1], params[2], params[3]])
+        rows.assign(model[0], params[3])
+        for _ in range(2):
+            rows.optimizer_step(outer, model, 0, delta, 0.1)
+        optimizer.step(params, 1, torch.ones(5), 0.1) if mode == "eager" else flow.step(1, params[2], 0.1)
+        rows.reset_optimizer(1)
+        assert int(optimizer._t[1]) == 0  # the count is reset when recorded
+        if mode == "deferred":
+            assert params.equal(start) and not model.any()  # nothing ran yet
+            flow.flush()
+        results.append((total, mean, delta, average, model, optimizer._buffer[1].clone()))
+    eager, deferred = results
+    for a, b in zip(eager, deferred):
+        assert a.equal(b)
+    total, mean, delta, average, model, buffer = eager
+    torch.testing.assert_close(total, start[1] * 2 + start[2] * 3)  # eager's fused add may round the last bit apart
+    assert mean.equal(total / 5) and delta.equal(mean - start[0])
+    assert average.equal(torch.stack([start[1], start[2], start[3]]).mean(dim=0))
+    assert not buffer.any()  # zeroed by the reset, after the step that filled it
+    # nesterov at lr 0.1, mu 0.5: b1 = d, x1 = x0 - 0.1 (d + 0.5 d); b2 = 1.5 d, x2 = x1 - 0.1 (d + 0.75 d)
+    expected = start[3] - 0.1 * (delta + 0.5 * delta)
+    expected = expected - 0.1 * (delta + 0.5 * (0.5 * delta + delta))
+    torch.testing.assert_close(model[0], expected)
+
+
+def test_a_write_to_a_world_row_through_the_algorithm_rows_interface_is_refused():
+    params, _, _, flow, _ = gossip_dataflow(2, 3, None)
+    with pytest.raises(TypeError, match="rows.new"):
+        flow.zero(params[0])

@@ -47,8 +47,9 @@ class Algorithm:
     config_class: ClassVar[type[AlgorithmConfig]]
     needs_connected_graph: ClassVar[bool] = False
     # True when the hooks act on rows only through World (compute, send with a row of world.params or a
-    # message's or job's row, consume, apply_gradient, mix_row, set_row, add_to_row, average_rows) and read
-    # no value: then `engine.numerics = "deferred"` may record the numerics and run them later (p2psim.dataflow)
+    # message's or job's row, consume, apply_gradient, mix_row, set_row, add_to_row, average_rows, and
+    # world.rows for rows of their own) and read no value: then `engine.numerics = "deferred"` may record the
+    # numerics and run them later (p2psim.dataflow)
     numerics_deferrable: ClassVar[bool] = False
     # what a Byzantine peer corrupts here (rows it sends through `World.send`); "" refuses an adversary, as where
     # peers' rows combine without a message carrying them and an attack could not act

@@ -80,28 +80,31 @@ class DiLoCo(FedAvg):
     def start(self) -> None:
         world = self.world
         n_params = world.params.shape[1]
-        self._anchor = torch.zeros_like(world.params)  # the global model each worker last received
-        self._delta = torch.empty(n_params, dtype=world.params.dtype, device=world.params.device)
-        self._global = world.params[self.server].clone().unsqueeze(0)  # the outer optimizer's single row
+        self._anchor = world.rows.new(world.n_peers)  # the global model each worker last received
+        self._delta = world.rows.new(1)[0]
+        self._global = world.rows.new(1)  # the outer optimizer's single row
+        world.rows.assign(self._global[0], world.params[self.server])
         spec = OptimizerSpec(name=self.config.outer_optimizer, momentum=self.config.outer_momentum)
-        self.outer = RowOptimizer(spec, 1, n_params, dtype=world.params.dtype)
+        self.outer = RowOptimizer(spec, 1, n_params, dtype=world.params.dtype, device=world.params.device)
         super().start()
 
     def _receive_global(self, message: Message) -> None:
-        self._anchor[message.dst].copy_(message.row)
+        self.world.rows.assign(self._anchor[message.dst], message.row)
         super()._receive_global(message)
 
     def _reply_row(self, client: int) -> torch.Tensor:
         """Delta_i = theta_received - theta_i, the pseudo-gradient (copied by the send)."""
-        return torch.sub(self._anchor[client], self.world.params[client], out=self._delta)
+        self.world.rows.subtract(self._delta, self._anchor[client], self.world.params[client])
+        return self._delta
 
     def _aggregate(self, mean: torch.Tensor) -> None:
         """One outer step with the mean pseudo-gradient."""
         self._outer_step(mean)
 
     def _outer_step(self, pseudo_gradient: torch.Tensor) -> None:
-        self._global[0].copy_(self.world.params[self.server])
-        self.outer.step(self._global, 0, pseudo_gradient, self.config.outer_lr)
+        rows = self.world.rows
+        rows.assign(self._global[0], self.world.params[self.server])
+        rows.optimizer_step(self.outer, self._global, 0, pseudo_gradient, self.config.outer_lr)
         self.world.set_row(self.server, self._global[0])
 
 
@@ -159,5 +162,6 @@ class DiLoCoAsync(DiLoCo):
 
     def _receive_reply(self, message: Message) -> None:
         self.arrivals.append((self.world.now, message.src))
-        self._outer_step(message.row / len(self.workers))
+        self.world.rows.divide(self._mean, message.row, len(self.workers))  # its share of a mean over the workers
+        self._outer_step(self._mean)
         self._send_global(message.src)

@@ -98,6 +98,7 @@ class FedAvg(ServerAlgorithm):
     name = "fedavg"
     config_class = FedAvgConfig
     reply_kind = "model"
+    numerics_deferrable = True  # who and when never read the rows; the server's sum and mean are `world.rows`
 
     @classmethod
     def check_graph(cls, config: FedAvgConfig, graph: nx.Graph) -> None:
@@ -116,7 +117,7 @@ class FedAvg(ServerAlgorithm):
         self._round_of = [-1] * n  # the round each worker is working for
         self._job_round = [-1] * n  # the round of the gradient each worker is computing (-1: idle)
         self._steps_done = [0] * n
-        self._sum = torch.zeros_like(world.params[self.server])
+        self._sum, self._mean = world.rows.new(2)  # the weighted sum of the replies, and the round's mean
         self._weight = 0.0
         self._open_round()
 
@@ -143,7 +144,7 @@ class FedAvg(ServerAlgorithm):
         chosen = world.rng.choice(pool, size=min(self.clients_per_round(), len(pool)), replace=False)
         record = Round(len(self.rounds), world.now, tuple(sorted(int(peer) for peer in chosen)))
         self.rounds.append(record)
-        self._sum.zero_()
+        world.rows.zero(self._sum)
         self._weight = 0.0
         for client in record.clients:
             world.send(self.server, client, world.model_bytes, "global", record.index, row=world.params[self.server])
@@ -167,7 +168,7 @@ class FedAvg(ServerAlgorithm):
         client = message.dst
         self.world.set_row(client, message.row)
         if self.config.reset_optimizer:
-            self.world.optimizer.reset(client)
+            self.world.rows.reset_optimizer(client)
         self._round_of[client] = message.payload
         self._steps_done[client] = 0
         if self._job_round[client] < 0:  # else the gradient in progress is discarded when it ends
@@ -209,7 +210,7 @@ class FedAvg(ServerAlgorithm):
             record.late += 1
             return
         weight = self._weight_of(message.src)
-        self._sum.add_(message.row, alpha=weight)
+        self.world.rows.accumulate(self._sum, message.row, weight)
         self._weight += weight
         record.received.append(message.src)
         if len(record.received) == len(record.clients):
@@ -221,7 +222,8 @@ class FedAvg(ServerAlgorithm):
             return
         record.ended_at = self.world.now
         if self._weight > 0:
-            self._aggregate(self._sum / self._weight)
+            self.world.rows.divide(self._mean, self._sum, self._weight)
+            self._aggregate(self._mean)
         self._open_round()
 
     def _aggregate(self, mean: torch.Tensor) -> None:
