@@ -51,6 +51,14 @@ def test_iid_is_shuffled():
     assert not np.array_equal(parts[0], np.arange(250))
 
 
+@pytest.mark.parametrize("n_samples, n_peers", [(1000, 7), (12, 3), (10, 10), (5, 1)])
+def test_iid_deals_the_permutation_as_array_split(n_samples, n_peers):
+    # the blocked sort gives the shards of dealing one permutation with np.array_split, longer shards first
+    expected = [np.sort(part) for part in np.array_split(rng().permutation(n_samples), n_peers)]
+    parts = partition_iid(n_samples, n_peers, rng())
+    assert [p.tolist() for p in parts] == [e.tolist() for e in expected]
+
+
 @pytest.mark.parametrize("alpha", [0.05, 1.0, 100.0])
 def test_dirichlet_is_complete(alpha):
     parts = partition_dirichlet(LABELS, 20, alpha, rng())
