@@ -628,7 +628,7 @@ class World:
         wanted = self.setup.scenario.engine.numerics
         wire = self.wire.spec  # an elementwise rounding (peers.precision, fp16, bf16) is deferred too; other codecs not
         rounding = wire.kind in ("none", *ROUNDINGS) and not wire.error_feedback
-        trackable = self.setup.algorithm_class.numerics_deferrable and self.adversary is None and rounding
+        trackable = self.setup.algorithm_class.defers_numerics(self.setup.scenario.algorithm) and self.adversary is None and rounding
         trackable = trackable and self.setup.availability is None  # churn cuts computations and copies rows itself
         return "eager" if wanted == "deferred" and not trackable else wanted
 

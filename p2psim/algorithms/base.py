@@ -73,6 +73,11 @@ class Algorithm:
         """The peers that compute gradients, and so hold a share of the training data: by default all."""
         return list(range(n_peers))
 
+    @classmethod
+    def defers_numerics(cls, config: AlgorithmConfig) -> bool:
+        """Whether `config`'s hooks may run under deferred numerics: `numerics_deferrable`, unless an option reads values."""
+        return cls.numerics_deferrable
+
     def mixing(self) -> MixingReport:
         """After the run: the spectral gap of the matrix this algorithm mixed with, and its definition."""
         return MixingReport(None, "not defined: this algorithm does not mix by a gossip matrix", "none")
