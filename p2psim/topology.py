@@ -18,6 +18,7 @@ import inspect
 import math
 import random
 import stat
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,50 @@ def random_regular(n: int, degree: int, seed: Seed = None) -> nx.Graph:
         raise ValueError(f"random_regular: degree must be an integer in [0, n-1={n - 1}], got {degree!r}")
     if (n * degree) % 2:
         raise ValueError(f"random_regular: n * degree must be even, got n={n}, degree={degree}")
-    return _graph(n, nx.random_regular_graph(int(degree), n, seed=_BlockBits(_rng(seed))).edges)
+    bits = _BlockBits(_rng(seed))
+    edges = None
+    while edges is None:  # a pairing can fail (no suitable pair left); networkx retries until one succeeds
+        edges = _regular_pairing(n, int(degree), bits) if degree else set()
+    return _graph(n, edges)
+
+
+def _regular_pairing(n: int, degree: int, bits: random.Random) -> set[tuple[int, int]] | None:
+    """One attempt of networkx's `random_regular_graph` (3.6: Steger & Wormald's stub pairing): its edge set or None.
+
+    Kept step for step (shuffles, stub order) so that the same draws give networkx's graph,
+    without the intermediate networkx graph it builds (seconds at 100,000 peers).
+    """
+    edges: set[tuple[int, int]] = set()
+    stubs = list(range(n)) * degree
+    while stubs:
+        potential: dict[int, int] = defaultdict(int)
+        bits.shuffle(stubs)
+        pairs = iter(stubs)
+        for s1, s2 in zip(pairs, pairs):
+            if s1 > s2:
+                s1, s2 = s2, s1
+            if s1 != s2 and (s1, s2) not in edges:
+                edges.add((s1, s2))
+            else:
+                potential[s1] += 1
+                potential[s2] += 1
+        if potential and not _any_free_pair(edges, potential):
+            return None
+        stubs = [node for node, count in potential.items() for _ in range(count)]
+    return edges
+
+
+def _any_free_pair(edges: set[tuple[int, int]], nodes: dict[int, int]) -> bool:
+    """Whether two of `nodes` may still be joined: networkx's `_suitable`, as written (its swap carries over)."""
+    for s1 in nodes:
+        for s2 in nodes:
+            if s1 == s2:
+                break
+            if s1 > s2:
+                s1, s2 = s2, s1
+            if (s1, s2) not in edges:
+                return True
+    return False
 
 
 class _BlockBits(random.Random):

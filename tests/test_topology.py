@@ -210,9 +210,13 @@ def test_block_bits_draw_what_networkx_draws():
     assert [blocked.getrandbits(k) for k in widths] == [reference.getrandbits(k) for k in widths]
 
 
-@pytest.mark.parametrize("n, degree, seed", [(10, 3, 0), (64, 4, 1), (999, 6, 2), (3000, 4, 3)])
+@pytest.mark.parametrize(
+    "n, degree, seed",
+    [(10, 3, 5), (64, 4, 5), (999, 6, 2), (3000, 4, 3), (40, 20, 0), (40, 20, 3), (12, 9, 0), (8, 1, 0), (7, 0, 0)],
+)
 def test_random_regular_is_networkx_graph(n, degree, seed):
-    # the blocked draws give networkx's own graph for the same generator, edge for edge and in order
+    # networkx's own graph for the same generator, edge for edge and in order; the dense cases
+    # fail several pairings (up to 12) before one succeeds, and exercise the check for a free pair
     expected = topology._graph(n, nx.random_regular_graph(degree, n, seed=np.random.default_rng(seed)).edges)
     graph = random_regular(n, degree, seed=np.random.default_rng(seed))
     assert list(graph.nodes) == list(expected.nodes)
