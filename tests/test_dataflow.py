@@ -315,3 +315,25 @@ def test_a_write_to_a_world_row_through_the_algorithm_rows_interface_is_refused(
     params, _, _, flow, _ = gossip_dataflow(2, 3, None)
     with pytest.raises(TypeError, match="rows.new"):
         flow.zero(params[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "expected"),
+    [
+        ("sync_ps", {"algorithm.aggregation": {"rule": "median"}}, "eager"),
+        ("sync_ps", {"algorithm.aggregation": {"rule": "mean"}}, "deferred"),
+        ("async_ps", {"algorithm.dc_lambda": 0.04}, "eager"),
+        ("async_ps", {"algorithm.staleness_aware": True}, "deferred"),
+    ],
+    ids=["sync_ps-median", "sync_ps-mean", "async_ps-delay-compensation", "async_ps-staleness-aware"],
+)
+def test_options_that_read_values_fall_back_to_eager_and_the_others_defer(name, overrides, expected):
+    data = tiny(name, "deferred", True)
+    for dotted, value in overrides.items():
+        set_dotted(data, dotted, value)
+    deferred = run(Scenario.from_dict(data), baselines=False)
+    assert deferred.manifest["runs"]["p2p"]["numerics"] == expected
+    data["engine"]["numerics"] = "eager"
+    eager = run(Scenario.from_dict(data), baselines=False)
+    a, b = eager.history.drop(columns="run"), deferred.history.drop(columns="run")
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..mixing import MixingReport
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
@@ -39,8 +37,10 @@ class AllReduce(Algorithm):
     name = "allreduce"
     config_class = AllReduceConfig
     carries_rows = False
+    numerics_deferrable = True
 
     def start(self) -> None:
+        self._mean = self.world.rows.new(1)[0]  # the ring's mean gradient
         self._ready: dict[int, GradientJob] = {}
         self._members: tuple[int, ...] = ()  # the ring running now (empty: none)
         self._round: dict[int, int] = {}
@@ -113,11 +113,11 @@ class AllReduce(Algorithm):
     def _apply(self, members: tuple[int, ...]) -> None:
         world = self.world
         jobs = [self._ready.pop(peer) for peer in members]
-        mean = torch.stack([world.consume(job) for job in jobs]).mean(dim=0)
+        world.rows.mean_of(self._mean, [world.consume(job) for job in jobs])
         self._members, self._round, self._done = (), {}, 0
         self._ring += 1
         for peer in members:
-            world.apply_gradient(peer, mean)
+            world.apply_gradient(peer, self._mean)
             world.compute(peer)
 
     def mixing(self) -> MixingReport:

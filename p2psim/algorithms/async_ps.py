@@ -85,6 +85,11 @@ class AsyncPS(ServerAlgorithm):
     config_class = AsyncPSConfig
     byzantine_surface = "the gradient each worker pushes"
     update_kinds = ("gradient",)
+    numerics_deferrable = True  # plain and staleness-aware; delay compensation and buffers compute on values
+
+    @classmethod
+    def defers_numerics(cls, config: AsyncPSConfig) -> bool:
+        return config.dc_lambda == 0 and not config.buffers
 
     @classmethod
     def check_graph(cls, config: AsyncPSConfig, graph: nx.Graph) -> None:

@@ -61,6 +61,11 @@ class SyncPS(ServerAlgorithm):
     config_class = SyncPSConfig
     byzantine_surface = "the gradient each worker pushes"
     update_kinds = ("gradient",)
+    numerics_deferrable = True  # with the mean; a robust rule reads the gradients' values (`defers_numerics`)
+
+    @classmethod
+    def defers_numerics(cls, config: SyncPSConfig) -> bool:
+        return config.aggregation.rule == "mean"
 
     @classmethod
     def check_graph(cls, config: SyncPSConfig, graph: nx.Graph) -> None:
@@ -81,9 +86,9 @@ class SyncPS(ServerAlgorithm):
         self.dropped = 0
         world.info["dropped_gradients"] = 0
         self._arrived: list[tuple[int, GradientJob]] = []
-        self._gradients = torch.empty_like(world.params)  # row w: worker w's gradient of the current round
+        self._gradients = world.rows.new(world.n_peers)  # row w: worker w's gradient of the current round
         self._model_round = [0] * world.n_peers  # the round of the model each worker holds
-        self._center = torch.zeros(world.params.shape[1], device=world.params.device)  # the previous round's aggregate: centered_clip's start
+        self._center = world.rows.new(1)[0]  # the round's aggregate; the previous one is centered_clip's start
         self._computing_round = [-1] * world.n_peers  # the round of the model under computation (-1: idle)
         self._timer = 0  # counts round timers set (churn), so an old one is recognised
 
@@ -141,7 +146,7 @@ class SyncPS(ServerAlgorithm):
             self.dropped += 1
             self.world.info["dropped_gradients"] = self.dropped
             return
-        self._gradients[message.src].copy_(message.row)
+        self.world.rows.assign(self._gradients[message.src], message.row)
         self._arrived.append((message.src, job))
         if len(self._arrived) == self.k:
             self._step()
@@ -152,8 +157,11 @@ class SyncPS(ServerAlgorithm):
         arrived = sorted(self._arrived, key=lambda pair: pair[0])
         for _, job in arrived:
             world.consume(job)
-        rows = self._gradients[torch.as_tensor([worker for worker, _ in arrived], device=self._gradients.device)]
-        self._center = aggregate(rows, self.config.aggregation, self._center)
+        if self.config.aggregation.rule == "mean":
+            world.rows.mean_of(self._center, [self._gradients[worker] for worker, _ in arrived])
+        else:  # a robust rule reads the values: eager only
+            rows = self._gradients[torch.as_tensor([worker for worker, _ in arrived], device=self._gradients.device)]
+            world.rows.assign(self._center, aggregate(rows, self.config.aggregation, self._center))
         world.apply_gradient(self.server, self._center)
         self._arrived = []
         self.round += 1
