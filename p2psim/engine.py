@@ -36,6 +36,7 @@ from .payloads import RowPool
 from .seeding import stream
 from .stragglers import PeerTimings, StepClock
 from .tasks import TaskData
+from .timers import call_later
 
 if TYPE_CHECKING:
     from .algorithms.base import Algorithm
@@ -158,11 +159,12 @@ class World:
         self._batch_gradients = scenario.engine.batch_gradients
         self._batch_size = scenario.data.batch_size
         self._snapshots = torch.empty_like(self.params)
-        self._versions = np.zeros(self.n_peers, dtype=np.int64)
+        # per-peer counters touched at every event: Python lists, whose items cost less to update than numpy's
+        self._versions = [0] * self.n_peers
         self._pending: list[GradientJob] = []
         self._computing = np.zeros(self.n_peers, dtype=bool)
-        self._busy_since = np.zeros(self.n_peers)
-        self._busy_total = np.zeros(self.n_peers)
+        self._busy_since = [0.0] * self.n_peers
+        self._busy_total = [0.0] * self.n_peers
         self._batch_rngs = [stream(scenario.seed, "batches", i) for i in range(self.n_peers)]
         peers = scenario.peers
         self._step_clock = StepClock(
@@ -183,8 +185,8 @@ class World:
         self._instant, self._steps_before_instant = -1.0, 0
         self.samples = 0
         self.gradients_computed = 0
-        self.peer_steps = np.zeros(self.n_peers, dtype=np.int64)
-        self.peer_staleness = np.zeros(self.n_peers)
+        self._peer_steps = [0] * self.n_peers
+        self._peer_staleness = [0.0] * self.n_peers
         self.batch_sizes: list[int] = []
         self.history: list[dict[str, float]] = []
         self.utilisation: list[tuple[float, np.ndarray]] = []
@@ -196,6 +198,8 @@ class World:
         self._initial_loss = math.nan
         self._next_record_samples = scenario.metrics.eval_interval_samples or 0
         self._sample_limit = scenario.sample_limit()  # (samples, "samples" or "tokens"): stop.samples or stop.tokens
+        self._step_limit = scenario.stop.steps
+        self._record_interval_samples = scenario.metrics.eval_interval_samples
         self._stop = self.env.event()
         self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
         self.pool = RowPool(self.params.shape[1], device=self.params.device)
@@ -220,6 +224,16 @@ class World:
     def now(self) -> float:
         """Simulated seconds since the start."""
         return self.env.now
+
+    @property
+    def peer_steps(self) -> np.ndarray:
+        """Gradients each peer has had consumed (a new array at each call)."""
+        return np.array(self._peer_steps, dtype=np.int64)
+
+    @property
+    def peer_staleness(self) -> np.ndarray:
+        """Each peer's row staleness summed over its consumed gradients (a new array at each call)."""
+        return np.array(self._peer_staleness, dtype=np.float64)
 
     def is_online(self, peer: int) -> bool:
         """Whether `peer` is online now (always without churn): what a membership service or a check-in tells."""
@@ -248,7 +262,7 @@ class World:
         duration = self._step_clock.duration(peer, self.now)
         local = self._partitions[peer]
         batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
-        job = GradientJob(peer, self.now, int(self._versions[peer]), self.steps, batch, duration)
+        job = GradientJob(peer, self.now, self._versions[peer], self.steps, batch, duration)
         if self._dataflow is not None:
             self._dataflow.gradient(peer, job)
         else:
@@ -257,7 +271,7 @@ class World:
         self._computing[peer] = True
         self._running[peer] = job
         self._busy_since[peer] = self.now
-        self.env.timeout(duration).callbacks.append(lambda _event: self._finish(job))
+        call_later(self.env, duration, lambda _timer: self._finish(job))
         return job
 
     def send(
@@ -301,12 +315,12 @@ class World:
         """
         if self.now != self._instant:  # gradients applied at this same instant are one update, not delays
             self._instant, self._steps_before_instant = self.now, self.steps
-        row_staleness = int(self._versions[job.peer]) - job.version
+        row_staleness = self._versions[job.peer] - job.version
         global_delay = self._steps_before_instant - job.global_step
         self.steps += 1
         self.samples += len(job.batch)
-        self.peer_steps[job.peer] += 1
-        self.peer_staleness[job.peer] += row_staleness
+        self._peer_steps[job.peer] += 1
+        self._peer_staleness[job.peer] += row_staleness
         window = self._window
         window.row_staleness += row_staleness
         window.global_delay += global_delay
@@ -382,7 +396,8 @@ class World:
         else:
             index = torch.as_tensor(peers, device=self.params.device)
             self.params[index] = self.params.index_select(0, index).mean(dim=0)
-        self._versions[list(peers)] += 1
+        for peer in peers:
+            self._versions[peer] += 1
 
     # ----- the engine's own machinery -------------------------------------------------
 
@@ -475,12 +490,11 @@ class World:
             self._interrupt()
 
     def _check_budget(self) -> None:
-        stop = self.setup.scenario.stop
         if self._sample_limit is not None and self.samples >= self._sample_limit[0]:
             self._request_stop(self._sample_limit[1])
-        elif stop.steps is not None and self.steps >= stop.steps:
+        elif self._step_limit is not None and self.steps >= self._step_limit:
             self._request_stop("steps")
-        interval = self.setup.scenario.metrics.eval_interval_samples
+        interval = self._record_interval_samples
         if interval is not None and self.samples >= self._next_record_samples:
             self._next_record_samples += interval
             self._record()
@@ -528,7 +542,7 @@ class World:
         model = {} if self.cost_only else self._model_columns()
         if model is None:
             return
-        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        busy = self._busy()
         elapsed = self.now - self._last_time
         per_peer = (busy - self._last_busy) / elapsed if elapsed > 0 else np.zeros(self.n_peers)
         computing = float(per_peer.mean())
@@ -557,6 +571,10 @@ class World:
         self._last_time = self.now
         if self._progress is not None:
             self._progress(self.now, self._fraction_done())
+
+    def _busy(self) -> np.ndarray:
+        """Each peer's seconds of computing so far, the computation in progress included."""
+        return np.array(self._busy_total) + np.where(self._computing, self.now - np.array(self._busy_since), 0.0)
 
     def _offline_fractions(self, elapsed: float) -> np.ndarray:
         """Each peer's offline share of the interval of `elapsed` seconds that ends now (zeros without churn)."""
@@ -724,7 +742,9 @@ class World:
         if not self.cost_only:
             with torch.no_grad():
                 peer_loss, peer_accuracy = self._peer_metrics()
-        busy = self._busy_total + np.where(self._computing, self.now - self._busy_since, 0.0)
+        busy = self._busy()
+        bytes_sent, bytes_received = self.network.bytes_sent, self.network.bytes_received
+        steps, staleness = self.peer_steps, self.peer_staleness
         offline_s = None if self.churn is None else self.churn.offline_seconds()
         rows = []
         for i in range(self.n_peers):
@@ -735,12 +755,12 @@ class World:
                 "region": setup.regions[i] or "",
                 "degree": len(self.neighbors[i]),
                 "step_time_s": float(setup.step_time_s[i]),
-                "steps": int(self.peer_steps[i]),
+                "steps": int(steps[i]),
                 "computing_fraction": float(busy[i] / self.now) if self.now > 0 else 0.0,
                 **({} if self.churn is None else {"offline_fraction": float(offline_s[i] / self.now) if self.now > 0 else 0.0}),
-                "bytes_sent": float(self.network.bytes_sent[i]),
-                "bytes_received": float(self.network.bytes_received[i]),
-                "row_staleness": float(self.peer_staleness[i] / self.peer_steps[i]) if self.peer_steps[i] else math.nan,
+                "bytes_sent": float(bytes_sent[i]),
+                "bytes_received": float(bytes_received[i]),
+                "row_staleness": float(staleness[i] / steps[i]) if steps[i] else math.nan,
                 "byzantine": i in self.setup.byzantine,
             }
             if not self.cost_only:

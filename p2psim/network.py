@@ -20,6 +20,7 @@ from .faults import LinkFaults, LossDraws, lost
 from .maxmin import max_min_rates
 from .netmodel import NetworkModel, VariabilitySpec, loss_limited_rate
 from .seeding import stream
+from .timers import call_later
 
 __all__ = ["Network"]
 
@@ -129,6 +130,7 @@ class Network:
                     raise ValueError(f"{name}[{peer}] must be finite and > 0, got {value}")
         self.env = env
         self.model = NetworkModel() if model is None else model
+        self._overhead_bytes = self.model.message_overhead_bytes
         self.n_peers = len(uplink_bytes_per_s)
         tcp = self.model.tcp
         goodput = tcp.bandwidth_factor if tcp is not None else 1.0
@@ -146,12 +148,22 @@ class Network:
         self._period = 0
         self._boundary_pending = False
         self._flow_ids = itertools.count()
-        self.bytes_sent = np.zeros(self.n_peers, dtype=np.float64)
-        self.bytes_received = np.zeros(self.n_peers, dtype=np.float64)
+        self._sent = [0.0] * self.n_peers  # Python floats: one addition per message costs less than a numpy item's
+        self._received = [0.0] * self.n_peers
         self.messages_sent = 0
         self.messages_lost = 0
         self._faults = faults
         self._loss_draws = LossDraws(stream(seed, "message_loss")) if faults is not None and faults.random_loss else None
+
+    @property
+    def bytes_sent(self) -> np.ndarray:
+        """Bytes each peer has put on the wire, overhead included (a new array at each call)."""
+        return np.array(self._sent, dtype=np.float64)
+
+    @property
+    def bytes_received(self) -> np.ndarray:
+        """Bytes delivered to each peer, overhead included (a new array at each call)."""
+        return np.array(self._received, dtype=np.float64)
 
     def send(
         self,
@@ -166,46 +178,46 @@ class Network:
         A message the network's faults lose (`faults.py`: lost at the receiver, after its full
         transfer) calls ``on_lost()`` at its arrival time instead, if given, and nothing else.
         """
-        for name, peer in (("src", src), ("dst", dst)):
-            if not 0 <= peer < self.n_peers:
-                raise ValueError(f"{name}={peer} is not a peer in 0..{self.n_peers - 1}")
-        if src == dst:
-            raise ValueError(f"peer {src} cannot send a message to itself")
+        n = self.n_peers
+        if not (0 <= src < n and 0 <= dst < n) or src == dst:
+            self._refuse(src, dst)
         if not (math.isfinite(nbytes) and nbytes >= 0):
             raise ValueError(f"nbytes must be finite and >= 0, got {nbytes} (from {src} to {dst})")
         latency_s = float(self._latency_s(src, dst))
         if not (math.isfinite(latency_s) and latency_s >= 0):
             raise ValueError(f"latency_s({src}, {dst}) must be finite and >= 0, got {latency_s}")
-        wire_bytes = float(nbytes) + self.model.message_overhead_bytes
-        self.bytes_sent[src] += wire_bytes
+        wire_bytes = float(nbytes) + self._overhead_bytes
+        self._sent[src] += wire_bytes
         self.messages_sent += 1
+        now = self.env.now
         flow = _Flow(
-            flow_id=next(self._flow_ids),
-            src=src,
-            dst=dst,
-            up=src,
-            down=self.n_peers + dst,
-            remaining_bytes=wire_bytes,
-            crumb_bytes=max(_CRUMB_BYTES, _CRUMB_RELATIVE * wire_bytes),
-            latency_s=latency_s * self._latency_factor,
-            nbytes=wire_bytes,
-            on_delivered=on_delivered,
-            sent_s=self.env.now,
-            on_lost=on_lost,
-            updated_s=self.env.now,
+            next(self._flow_ids), src, dst, src, n + dst, wire_bytes, max(_CRUMB_BYTES, _CRUMB_RELATIVE * wire_bytes),
+            latency_s * self._latency_factor, wire_bytes, on_delivered, now, on_lost, 0.0, now,
         )
-        if flow.remaining_bytes <= flow.crumb_bytes:
+        if wire_bytes <= flow.crumb_bytes:
             self._propagate(flow)
             return flow
         if self.model.tcp is not None:
             self._start_tcp(flow, 2.0 * latency_s)
-        self._flows_on[flow.up][flow.flow_id] = flow
-        self._flows_on[flow.down][flow.flow_id] = flow
+        on_up, on_down = self._flows_on[flow.up], self._flows_on[flow.down]
+        alone = not on_up and not on_down
+        on_up[flow.flow_id] = flow
+        on_down[flow.flow_id] = flow
         self._in_flight += 1
         if self._fluctuation is not None:
             self._track_period(flow)
-        self._reshare((flow.up, flow.down))
+        if alone:  # nobody to share with: its rate under either rule, without a search
+            self._set_rate(flow, min(self._capacity[flow.up], self._capacity[flow.down], flow.bound))
+        else:
+            self._reshare((flow.up, flow.down))
         return flow
+
+    def _refuse(self, src: int, dst: int) -> None:
+        """Raise the error that a message from `src` to `dst` deserves (not two peers, or one to itself)."""
+        for name, peer in (("src", src), ("dst", dst)):
+            if not 0 <= peer < self.n_peers:
+                raise ValueError(f"{name}={peer} is not a peer in 0..{self.n_peers - 1}")
+        raise ValueError(f"peer {src} cannot send a message to itself")
 
     def serialising(self, flow: _Flow) -> bool:
         """Whether the flow's last byte has yet to leave its sender (it still holds its links)."""
@@ -221,7 +233,7 @@ class Network:
             return  # propagating: all its bytes left; it will not arrive
         now = self.env.now
         left = flow.remaining_bytes - flow.rate_bytes_per_s * (now - flow.updated_s)
-        self.bytes_sent[flow.src] -= max(left, 0.0)
+        self._sent[flow.src] -= max(left, 0.0)
         flow.in_flight = False
         flow.token += 1  # its scheduled completion is now stale
         self._in_flight -= 1
@@ -287,7 +299,7 @@ class Network:
 
     def _after(self, delay_s: float, action: Callable[[], None]) -> None:
         """Run `action` after `delay_s` of virtual time."""
-        self.env.timeout(delay_s).callbacks.append(lambda _event: action())
+        call_later(self.env, delay_s, lambda _timer: action())
 
     def _reshare(self, links: Iterable[int]) -> None:
         """Give new rates to the flows whose rate may have changed with `links`' flows, bounds or capacities."""
@@ -348,8 +360,7 @@ class Network:
         flow.rate_bytes_per_s = rate
         flow.token += 1  # the timeout scheduled at the old rate is now stale
         token = flow.token
-        done = self.env.timeout(flow.remaining_bytes / rate)
-        done.callbacks.append(lambda _event: self._serialised(flow, token))
+        call_later(self.env, flow.remaining_bytes / rate, lambda _timer: self._serialised(flow, token))
 
     def _serialised(self, flow: _Flow, token: int) -> None:
         """The flow's last byte is on the wire: free its links and let it propagate."""
@@ -357,15 +368,16 @@ class Network:
             return
         flow.in_flight = False
         self._in_flight -= 1
-        del self._flows_on[flow.up][flow.flow_id]
-        del self._flows_on[flow.down][flow.flow_id]
-        self._reshare((flow.up, flow.down))
+        on_up, on_down = self._flows_on[flow.up], self._flows_on[flow.down]
+        del on_up[flow.flow_id]
+        del on_down[flow.flow_id]
+        if on_up or on_down:  # links left empty: no flow's rate changes
+            self._reshare((flow.up, flow.down))
         self._propagate(flow)
 
     def _propagate(self, flow: _Flow) -> None:
         """Deliver the message after its propagation latency."""
-        arrived = self.env.timeout(flow.latency_s)
-        arrived.callbacks.append(lambda _event: self._deliver(flow))
+        call_later(self.env, flow.latency_s, lambda _timer: self._deliver(flow))
 
     def _deliver(self, flow: _Flow) -> None:
         if flow.cancelled:
@@ -377,5 +389,5 @@ class Network:
             if flow.on_lost is not None:
                 flow.on_lost()
             return
-        self.bytes_received[flow.dst] += flow.nbytes
+        self._received[flow.dst] += flow.nbytes
         flow.on_delivered()

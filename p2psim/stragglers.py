@@ -35,7 +35,8 @@ __all__ = [
 
 MAX_SECONDS = 1e12  # as scenario.MAX_SECONDS: ~31,700 years of simulated time
 FACTOR = dict(low=1, high=1e6, why="a slow-down; a faster device is another catalogue entry")
-DRAW_BLOCK = 256  # random step factors drawn at a time per peer
+DRAW_BLOCK = 256  # random step factors drawn at a time per peer, at most
+FIRST_BLOCK = 8  # a peer's first block: a short run draws little (blocks double up to DRAW_BLOCK)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,7 +190,9 @@ def resolve_stragglers(spec: StragglersSpec, device_names: Sequence[str], seed: 
 class StepClock:
     """Each local step's duration: base x slow-down x a random factor, stretched through throttling windows.
 
-    Random factors come from each peer's own stream ("jitter"), drawn `DRAW_BLOCK` at a time.
+    Random factors come from each peer's own stream ("jitter"), in blocks of `FIRST_BLOCK`
+    doubling up to `DRAW_BLOCK`: numpy's normal, exponential and Pareto draws hold no state
+    between calls, so the factors are those of one long block, whatever the block sizes.
     """
 
     def __init__(
@@ -224,7 +227,8 @@ class StepClock:
             if rng is None:
                 rng = self._rngs[peer] = stream(self._seed, "jitter", peer)
             distribution, jitter, alpha = self._draw
-            factors = self._factors[peer] = step_time_factors(rng, distribution, jitter, DRAW_BLOCK, alpha)
+            size = min(2 * len(factors), DRAW_BLOCK) if factors else FIRST_BLOCK
+            factors = self._factors[peer] = step_time_factors(rng, distribution, jitter, size, alpha)
             self._next[peer] = 0
         self._next[peer] += 1
         return factors[self._next[peer] - 1]

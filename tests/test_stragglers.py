@@ -75,6 +75,14 @@ def test_random_factors_drawn_in_blocks_are_those_drawn_one_at_a_time():
     assert [steps.duration(1, 0.0) for _ in range(300)] == pytest.approx(expected, rel=1e-14)
 
 
+@pytest.mark.parametrize("distribution, jitter, alpha", [("lognormal", 0.4, None), ("exponential", 0.0, None), ("pareto", 0.0, 2.5)])
+def test_growing_blocks_give_exactly_the_factors_of_fixed_blocks_of_256(distribution, jitter, alpha):
+    steps = clock(StragglersSpec(), distribution=distribution, jitter=jitter, alpha=alpha, seed=3)
+    rng = stream(3, "jitter", 2)
+    expected = [2.7 * f for _ in range(3) for f in step_time_factors(rng, distribution, jitter, 256, alpha)]
+    assert [steps.duration(2, 0.0) for _ in range(700)] == expected[:700]  # bit for bit, across block boundaries
+
+
 def test_pareto_factors_have_mean_one_and_the_stated_minimum():
     alpha = 3.0
     draws = np.array(step_time_factors(stream(0, "test"), "pareto", 0.0, 200_000, alpha))
