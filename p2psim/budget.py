@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from .build import bytes_per_element
-from .engine import MAX_HISTORY_ROWS
-from .hardware import activation_bytes_per_sample, count_training_flops, load_devices
+from .config import MAX_HISTORY_ROWS
+from .hardware import load_devices
 from .netmodel import TcpSpec, loss_limited_rate
 from .scenario import LinkSpec, Scenario, TopologySpec, mix_counts
 from .stepmodel import activations_at_precision, device_step_s, scenario_work
 from .tasks import Task, TaskSizes
-from .tasks.base import BUILD_RATES
+from .tasks.base import BUILD_RATES, LinearChain
 
 __all__ = [
     "HOST_STEP_S",
@@ -34,7 +32,7 @@ __all__ = [
     "graph_build_s",
     "graph_edges",
     "host_seconds",
-    "linear_chain_costs",
+    "chain_costs",
     "memory_terms",
     "model_cost",
     "peer_step_times",
@@ -60,46 +58,32 @@ class ModelCost:
     model_bytes: float  # one model message on the wire
 
 
-ELEMENTWISE = (torch.nn.ReLU, torch.nn.GELU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Identity)
+def chain_costs(chain: LinearChain) -> tuple[float, float]:
+    """(training FLOPs, activation bytes) per sample of a chain of Linear layers, by arithmetic.
 
-
-def linear_chain_costs(model: torch.nn.Module) -> tuple[float, float] | None:
-    """(training FLOPs, activation bytes) per sample of a Linear layer or a chain of them, by arithmetic.
-
-    Counted as `hardware.count_training_flops` counts (matrix products only, 2 x MACs):
+    Counted as `counting.count_training_flops` counts (matrix products only, 2 x MACs):
     forward and weight gradient 2 x in x out each, and the input's gradient too except
     for the first layer, whose input needs none; activations are every layer's float32
-    output, as `hardware.activation_bytes_per_sample` sums them. None for other models.
+    output and every elementwise activation's between two, as
+    `counting.activation_bytes_per_sample` sums them (tests/test_cli_imports.py checks both).
 
-    >>> linear_chain_costs(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)))
+    >>> chain_costs(LinearChain((8, 16, 2)))  # 4 x 8 x 16 + 6 x 16 x 2 FLOPs; 4 B x (16 + 16 + 2)
     (704.0, 136.0)
     """
-    layers = list(model) if isinstance(model, torch.nn.Sequential) else [model]
-    flops, activations, width = 0.0, 0.0, None
-    for layer in layers:
-        if isinstance(layer, torch.nn.Linear):
-            flops += (4.0 if width is None else 6.0) * layer.in_features * layer.out_features
-            width = layer.out_features
-        elif not isinstance(layer, ELEMENTWISE) or width is None:
-            return None
-        activations += 4.0 * width
-    return (flops, activations) if width is not None else None
+    pairs = list(zip(chain.widths[:-1], chain.widths[1:]))
+    flops = sum((4.0 if i == 0 else 6.0) * fan_in * fan_out for i, (fan_in, fan_out) in enumerate(pairs))
+    activations = 4.0 * (sum(chain.widths[1:]) + sum(chain.widths[1:-1]))
+    return flops, activations
 
 
 def model_cost(scenario: Scenario) -> ModelCost:
-    """By arithmetic for chains of Linear layers; otherwise counted on the meta template: no memory, no data."""
+    """By arithmetic for a task that is a chain of Linear layers; otherwise counted on the meta template (imports torch)."""
     task, batch = scenario.task, scenario.data.batch_size
-    model = task.model()
-    n_params = sum(math.prod(p.shape) for p in model.parameters())
-    costs = linear_chain_costs(model)
-    if costs is None:
-        params = {name: torch.empty(p.shape, device="meta") for name, p in model.named_parameters()}
-        x = torch.empty(1, task.sizes().n_features, device="meta")
-        y = torch.empty(1, device="meta")
-        # FlopCounterMode counts matrix products only, so an elementwise stand-in loss counts like the real one
-        costs = (count_training_flops(model, params, x, y, lambda output, _: output.float().sum()),
-                 activation_bytes_per_sample(model, params, x))
-    flops, activations = costs
+    chain = task.linear_chain()
+    if chain is not None:
+        n_params, (flops, activations) = chain.n_params, chain_costs(chain)
+    else:
+        n_params, flops, activations = _counted_costs(task)
     workload = scenario.workload
     timing_params = workload.params if workload else float(n_params)
     return ModelCost(
@@ -111,6 +95,21 @@ def model_cost(scenario: Scenario) -> ModelCost:
         timing_activation_bytes_per_sample=workload.activation_bytes_per_sample if workload else activations,
         model_bytes=timing_params * bytes_per_element(scenario.peers.precision),
     )
+
+
+def _counted_costs(task: Task) -> tuple[int, float, float]:
+    """(parameters, training FLOPs, activation bytes) per sample, counted by torch on the meta template: no memory, no data."""
+    import torch
+
+    from .counting import activation_bytes_per_sample, count_training_flops
+
+    model = task.model()
+    params = {name: torch.empty(p.shape, device="meta") for name, p in model.named_parameters()}
+    x = torch.empty(1, task.sizes().n_features, device="meta")
+    y = torch.empty(1, device="meta")
+    # FlopCounterMode counts matrix products only, so an elementwise stand-in loss counts like the real one
+    flops = count_training_flops(model, params, x, y, lambda output, _: output.float().sum())
+    return sum(math.prod(p.shape) for p in model.parameters()), flops, activation_bytes_per_sample(model, params, x)
 
 
 def peer_step_times(scenario: Scenario, cost: ModelCost) -> dict[str, tuple[int, float]]:

@@ -7,6 +7,7 @@ scenario builds the same world.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -14,10 +15,9 @@ import numpy as np
 from .adversary import byzantine_peers
 from .algorithms import IMPLEMENTATIONS
 from .compute_device import resolve_device, task_on
-from .engine import RunSetup
 from .availability import build_availability
 from .faults import resolve_faults
-from .hardware import count_training_flops, load_devices
+from .hardware import load_devices
 from .links import latency_function, load_link_profiles
 from .partition import make_partition
 from .scenario import LinkSpec, Scenario, TopologySpec, expand_mix
@@ -27,14 +27,17 @@ from .stragglers import resolve_stragglers
 from .tasks import Task, TaskData
 from .topology import build_topology
 
+if TYPE_CHECKING:
+    from .engine import RunSetup
+
 __all__ = [
-    "RunSetup",
     "build_graph",
     "build_run",
     "build_task",
     "bytes_per_element",
     "link_catalogue",
     "model_shape",
+    "partitions_of",
     "peer_partitions",
 ]
 
@@ -68,6 +71,8 @@ def model_shape(scenario: Scenario) -> tuple[float, float]:
     batch = scenario.data.batch_size
     if scenario.workload is not None:  # the task is not built: a cost-only run never needs its data
         return scenario.workload.params, scenario.workload.flops_per_sample * batch
+    from .counting import count_training_flops  # imports torch: building a run needs it, validating does not
+
     task = build_task(scenario.task, scenario.seed)
     x = task.x_train[:batch]
     y = task.y_train[:batch]
@@ -80,12 +85,17 @@ def peer_partitions(scenario: Scenario, task: TaskData) -> list[np.ndarray]:
 
     A peer that never computes (a server) holds no data, so no sample goes unused.
     """
-    data = scenario.data
     labels = task.y_train.cpu().numpy() if task.n_classes is not None else None
+    return partitions_of(scenario, labels, len(task.y_train))
+
+
+def partitions_of(scenario: Scenario, labels: np.ndarray | None, n_samples: int) -> list[np.ndarray]:
+    """`peer_partitions` of `n_samples` training samples with these labels (None: no labels, IID only)."""
+    data = scenario.data
     n = scenario.peers.count
     learners = IMPLEMENTATIONS[scenario.algorithm.name].learners(scenario.algorithm, n)
     shards = make_partition(
-        data.partition, labels, len(task.y_train), len(learners), stream(scenario.seed, "partition"),
+        data.partition, labels, n_samples, len(learners), stream(scenario.seed, "partition"),
         alpha=data.alpha, k=data.labels_per_peer,
     )
     partitions = [np.empty(0, dtype=np.int64) for _ in range(n)]
@@ -112,6 +122,8 @@ def _placed(mix: dict, count: int, seed: int, index: int, field: str) -> list[st
 
 def build_run(scenario: Scenario) -> RunSetup:
     """Resolve a (validated) scenario into a `RunSetup`."""
+    from .engine import RunSetup  # the engine (simpy, torch) loads when a run is built, not when a scenario is checked
+
     peers = scenario.peers
     n = peers.count
     seed = scenario.seed
@@ -130,7 +142,9 @@ def build_run(scenario: Scenario) -> RunSetup:
 
     n_params, flops = model_shape(scenario)
     work = scenario_work(scenario, n_params, flops, timing_activation_bytes(scenario))
-    step = np.array([device_step_s(scenario, d, work) for d in devices])
+    models = {d.name: d for d in devices}  # a step's time depends on the device model only: computed once for each
+    step_of = {name: device_step_s(scenario, d, work) for name, d in models.items()}
+    step = np.array([step_of[d.name] for d in devices])
 
     graph = build_graph(scenario)
 

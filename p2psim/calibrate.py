@@ -27,14 +27,9 @@ import torch
 from torch.func import functional_call
 
 from .calibration import write_calibration
+from .counting import activation_bytes_per_sample, count_training_flops
 from .footprint import parameter_bytes, step_work
-from .hardware import (
-    PRECISIONS,
-    activation_bytes_per_sample,
-    count_training_flops,
-    load_devices,
-    step_time_terms,
-)
+from .hardware import PRECISIONS, load_devices, step_time_terms
 from .tasks import TASKS, Task
 
 __all__ = ["CUDA_NAMES", "Calibration", "calibrate", "catalogue_device_for", "format_calibrations", "task_from_options",

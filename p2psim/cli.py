@@ -25,6 +25,7 @@ else:  # pragma: no cover
 __all__ = ["InputError", "main"]
 
 LONG_BUILD_S = 1.0  # announce a task build estimated to take longer
+DRAWING_COMMANDS = ("run", "plot", "figures")  # they write figures (with matplotlib's file backend)
 
 
 class InputError(Exception):
@@ -254,12 +255,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `p2psim` command; returns the exit status."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # figures go to files; no display is needed or assumed
     from .config import ScenarioError, ScenarioWarning
 
     args = _parser().parse_args(argv)
+    if args.command in DRAWING_COMMANDS:  # only these load matplotlib: the others start without it
+        import matplotlib
+
+        matplotlib.use("Agg")  # figures go to files; no display is needed or assumed
     with warnings.catch_warnings():
         warnings.simplefilter("always", ScenarioWarning)
         shown = warnings.showwarning

@@ -33,11 +33,11 @@ row and the bytes are those of the same format at the workload's parameter count
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import torch
-
 from .config import ScenarioError, bounded, check_ranges
+from .lazy import torch
 from .seeding import torch_generator
 
 __all__ = [
@@ -55,7 +55,24 @@ __all__ = [
 QUANTIZERS = ("fp16", "bf16", "int8")
 SPARSIFIERS = ("top_k", "random_k")
 COMPRESSORS = ("none", *QUANTIZERS, *SPARSIFIERS)
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class _Roundings(Mapping):
+    """16-bit format name -> torch dtype: the names are known without torch, a dtype is read at first use."""
+
+    NAMES = {"fp16": "float16", "bf16": "bfloat16"}
+
+    def __getitem__(self, kind: str) -> torch.dtype:
+        return getattr(torch, self.NAMES[kind])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
+
+
+DTYPES = _Roundings()
 ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 INT8_CHUNK = 2048  # Dettmers et al. 2022: block-wise 8-bit quantization with blocks of 2048
 SCALE_BYTES = 4  # one float32 scale per int8 chunk

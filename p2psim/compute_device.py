@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from .config import ScenarioError
+from .lazy import torch
 from .scenario import TORCH_DEVICES
 from .tasks import TaskData
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Union
 
 __all__ = [
     "INT64_MAX",
+    "MAX_HISTORY_ROWS",
     "Range",
     "ScenarioError",
     "ScenarioWarning",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 INT64_MAX = 2**63 - 1  # numpy and torch hold counts and seeds as int64: a larger integer overflows there
+# history rows a run may record (~20 MB of CSV); every row evaluates every peer's model, ~1 ms for small models
+MAX_HISTORY_ROWS = 10**5
 
 T = TypeVar("T")
 

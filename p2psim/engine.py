@@ -25,6 +25,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from .attacks import Adversary
 from .compression import DTYPES as ROUNDINGS, Wire
+from .config import MAX_HISTORY_ROWS
 from .faults import LinkFaults
 from .dataflow import Dataflow, EagerRows, RowHandle, evaluate_gradients
 from .hardware import Device
@@ -44,9 +45,6 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 __all__ = ["MAX_HISTORY_ROWS", "sampled_peers", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
-
-
-MAX_HISTORY_ROWS = 10**5  # ~20 MB of CSV; every row evaluates every peer's model, ~1 ms for small models
 
 
 class SimulationError(RuntimeError):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # tables only pass through here; `p2psim --help` builds this module's parser
+    import pandas as pd
 
 __all__ = ["FIGURES_DIR", "add_figures_command", "figure_scripts", "interval95", "make_figures", "to_target"]
 

@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .config import ScenarioError
+from .lazy import torch
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "OptimizerSpec", "RowOptimizer", "ScheduleSpec", "learning_rate"]
 
@@ -118,14 +118,15 @@ class RowOptimizer:
     """Optimizer state as `[n_rows, n_params]` tensors; `step(rows, i, grad, lr)` updates `rows[i]` in place."""
 
     def __init__(
-        self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype = torch.float32,
+        self, spec: OptimizerSpec, n_rows: int, n_params: int, dtype: torch.dtype | None = None,
         device: torch.device | str = "cpu",
     ):
+        """`dtype`: the rows' (None: float32)."""
         self.spec = spec
         # counts in numpy: read and bumped at every step, where a torch scalar op costs microseconds
         self.steps = np.zeros(n_rows, dtype=np.int64)  # steps applied to each row: the schedule's clock
         self._t = np.zeros(n_rows, dtype=np.int64)  # steps since the row's state was last reset
-        state = {"dtype": dtype, "device": device}
+        state = {"dtype": torch.float32 if dtype is None else dtype, "device": device}
         self._buffer = torch.zeros(n_rows, n_params, **state) if spec.name in ("momentum", "nesterov") else None
         adam = spec.name in ("adam", "adamw")
         self._m = torch.zeros(n_rows, n_params, **state) if adam else None

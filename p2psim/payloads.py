@@ -9,7 +9,7 @@ messages are in flight than it has rows; memory stays bounded by the peak in fli
 
 from __future__ import annotations
 
-import torch
+from .lazy import torch
 
 __all__ = ["RowPool"]
 
@@ -26,9 +26,10 @@ class RowPool:
     """
 
     def __init__(
-        self, n_params: int, capacity: int = 16, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+        self, n_params: int, capacity: int = 16, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
     ):
-        self._rows = torch.empty(capacity, n_params, dtype=dtype, device=device)
+        """`dtype`: the rows' (None: float32)."""
+        self._rows = torch.empty(capacity, n_params, dtype=torch.float32 if dtype is None else dtype, device=device)
         self._capacity = capacity  # a Python int: read at every store, where a torch shape costs microseconds
         self._free = list(range(capacity - 1, -1, -1))
         self._held: list[int] = []  # released while `hold_released`: reusable after `recycle`

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from .config import ScenarioError, bounded, check_ranges
+from .lazy import torch
 
 __all__ = [
     "RULES",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import torch
+
+from .lazy import torch
 
 __all__ = ["stream", "torch_generator"]
 

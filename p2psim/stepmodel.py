@@ -6,8 +6,6 @@ prediction a measurement is compared with) all go through here, so they agree.
 
 from __future__ import annotations
 
-import torch
-
 from .calibration import device_efficiencies
 from .config import ScenarioError
 from .footprint import (
@@ -19,7 +17,8 @@ from .footprint import (
     training_memory,
     work_time_s,
 )
-from .hardware import Device, activation_bytes_per_sample
+from .hardware import Device
+from .lazy import torch
 from .scenario import Scenario
 from .workloads import load_workloads
 
@@ -42,7 +41,8 @@ def timing_layers(scenario: Scenario) -> int | None:
     """Layers of what the timings stand for: the task's model, or a catalogue workload's (None if unknown)."""
     workload = scenario.workload
     if workload is None:
-        return model_layers(scenario.task.model())
+        chain = scenario.task.linear_chain()  # a chain of Linear layers is counted without torch
+        return chain.layers if chain is not None else model_layers(scenario.task.model())
     entry = load_workloads().get(workload.name)
     return getattr(entry, "layers", None)
 
@@ -62,6 +62,8 @@ def timing_activation_bytes(scenario: Scenario) -> float:
     """Activation bytes per sample at the scenario's precision of what timings stand for (counted on "meta": no data)."""
     if scenario.workload is not None:
         return activations_at_precision(scenario, 0.0)
+    from .counting import activation_bytes_per_sample  # counting imports torch; a run has it loaded already
+
     model = scenario.task.model()
     params = {name: torch.empty(p.shape, device="meta") for name, p in model.named_parameters()}
     x = torch.empty(1, scenario.task.sizes().n_features, device="meta")

@@ -20,6 +20,7 @@ import numpy as np
 
 from .adversary import byzantine_peers
 from .algorithms import ALGORITHMS, IMPLEMENTATIONS
+from .baselines import baseline_scenario
 from .budget import (
     MAX_HISTORY_ROWS,
     ModelCost,
@@ -32,7 +33,7 @@ from .budget import (
     model_cost,
     peer_step_times,
 )
-from .build import build_graph, build_task, link_catalogue, peer_partitions
+from .build import build_graph, build_task, link_catalogue, partitions_of, peer_partitions
 from .compression import check_compression
 from .config import Range, ScenarioError, warn
 from .faults import check_faults
@@ -217,8 +218,6 @@ def _check_baselines(scenario: Scenario, devices: Container[str], links: Contain
 
 def _check_baseline_runs(scenario: Scenario, cost: ModelCost) -> None:
     """Derive each baseline's run now, as the runner will after the peer-to-peer run, so none fails then."""
-    from .runner import baseline_scenario  # the runner imports this module
-
     batch_range = Range(1, 10**6)
     global_batch = scenario.data.batch_size * scenario.peers.count
     samples = min(10**15, int(gradient_steps_upper(scenario, peer_step_times(scenario, cost)) * scenario.data.batch_size))
@@ -333,7 +332,13 @@ def _check_topology(scenario: Scenario, progress: Progress | None = None) -> Non
 
 
 def _check_partition(scenario: Scenario, sizes: TaskSizes, progress: Progress | None = None) -> None:
-    """Shard sizes by arithmetic for IID; for a label split, build the labels and split them as the run will."""
+    """Shard sizes by arithmetic for IID; for a label split, split the class counts as the run will split the labels.
+
+    A label split (`partition.py`) draws one permutation per class and shares per peer, the
+    same random numbers whatever order the labels come in, so the shard sizes of labels
+    ``repeat(arange(classes), train_class_counts)`` are the run's (tests/test_cli_imports.py
+    checks it): validation needs neither the data nor torch.
+    """
     data, n = scenario.data, scenario.peers.count
     if data.partition == "iid":
         smallest = sizes.n_train // n
@@ -347,10 +352,15 @@ def _check_partition(scenario: Scenario, sizes: TaskSizes, progress: Progress | 
             f"got {data.labels_per_peer!r}",
         )
     split_s = sizes.n_train * 1e-7 + (sizes.n_classes or 1) * n * 1e-6  # one draw per sample, one share per peer and label
-    _note(progress, sizes.build_s + split_s, f"building task {scenario.task.name!r} to split its labels among {n} peers")
-    task = build_task(scenario.task, scenario.seed)
+    counts = sizes.train_class_counts
     try:
-        shards = np.array([len(part) for part in peer_partitions(scenario, task)])
+        if counts is not None:  # the split draws the same numbers whatever the labels' order: sizes follow from the counts
+            _note(progress, split_s, f"splitting the labels of task {scenario.task.name!r} among {n} peers")
+            labels = np.repeat(np.arange(len(counts)), counts)
+            shards = np.array([len(part) for part in partitions_of(scenario, labels, len(labels))])
+        else:  # a task that does not state its class counts is built (this imports torch)
+            _note(progress, sizes.build_s + split_s, f"building task {scenario.task.name!r} to split its labels among {n} peers")
+            shards = np.array([len(part) for part in peer_partitions(scenario, build_task(scenario.task, scenario.seed))])
     except ValueError as error:
         raise ScenarioError(
             "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"

@@ -13,7 +13,6 @@ the simulated network. All rows stay equal: this is one model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from ..mixing import MixingReport

@@ -12,9 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-import torch
-
 from ..config import ScenarioError
+from ..lazy import torch
 from ..mixing import MixingReport
 from ..optim import OptimizerSpec, ScheduleSpec
 

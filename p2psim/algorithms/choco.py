@@ -33,9 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import bounded, check_ranges
+from ..lazy import torch
 from .base import register_algorithm
 from .dpsgd import DPSGD, DPSGDConfig
 

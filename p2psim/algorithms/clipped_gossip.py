@@ -22,9 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import bounded, check_ranges
+from ..lazy import torch
 from ..robust import clip
 from .base import register_algorithm
 from .dpsgd import ATCDSGD, DPSGDConfig, RoundInbox

@@ -35,9 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import ScenarioError, bounded
+from ..lazy import torch
 from ..optim import OptimizerSpec, RowOptimizer
 from .base import register_algorithm
 from .fedavg import FedAvg, FedAvgConfig

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
+from ..lazy import torch
 from ..mixing import MAX_DENSE_PEERS, MixingReport, matrix_report
 from ..payloads import RowPool
 from ..topology import mixing_matrix, sparse_mixing_matrix

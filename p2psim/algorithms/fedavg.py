@@ -37,9 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import ScenarioError, bounded, check_ranges
+from ..lazy import torch
 from ..mixing import MixingReport
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..config import ScenarioError, bounded, check_ranges
+from ..lazy import torch
 from ..mixing import MAX_DENSE_PEERS, MixingReport
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 

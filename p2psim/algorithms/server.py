@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import ScenarioError
+from ..lazy import torch
 from .base import Algorithm, AlgorithmConfig
 
 if TYPE_CHECKING:

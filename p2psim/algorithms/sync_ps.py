@@ -26,9 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
-
 from ..config import ScenarioError, bounded, check_ranges
+from ..lazy import torch
 from ..robust import Aggregation, aggregate
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig

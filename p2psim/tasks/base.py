@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar, TypeVar
 
 import numpy as np
-import torch
 
 from p2psim.config import ScenarioError
+from p2psim.lazy import torch
 
 from ..seeding import torch_generator
 
 __all__ = [
     "BUILD_RATES",
+    "LinearChain",
     "TASKS",
     "Task",
     "TaskData",
@@ -67,6 +68,32 @@ class TaskSizes:
             + self.build_flops / BUILD_RATES["flops_per_s"]
             + self.build_bytes / BUILD_RATES["bytes_per_s"]
         )
+
+
+@dataclass(frozen=True)
+class LinearChain:
+    """A model made of Linear layers of these widths (input first), one elementwise activation between two.
+
+    What a task's `linear_chain` returns so that validation counts parameters, FLOPs and
+    layers by arithmetic, without torch (`budget.chain_costs`).
+
+    >>> LinearChain((64, 32, 10)).n_params  # 64 x 32 + 32, then 32 x 10 + 10
+    2410
+    """
+
+    widths: tuple[int, ...]
+    bias: bool = True
+
+    @property
+    def layers(self) -> int:
+        """Linear layers in the chain."""
+        return len(self.widths) - 1
+
+    @property
+    def n_params(self) -> int:
+        """Weights, and biases where the layers have them."""
+        pairs = zip(self.widths[:-1], self.widths[1:])
+        return sum(fan_in * fan_out + (fan_out if self.bias else 0) for fan_in, fan_out in pairs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,6 +173,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def sizes(self) -> TaskSizes:
         """Sample counts, classes and the build's cost, by arithmetic, so validation need not build."""
+
+    def linear_chain(self) -> LinearChain | None:
+        """The model as a chain of Linear layers, if it is one (validation then needs no torch); else None."""
+        return None
 
 
 TASKS: dict[str, type[Task]] = {}

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.datasets import load_digits
 
 from p2psim.config import ScenarioError, bounded, check_ranges
+from p2psim.lazy import torch
 from p2psim.seeding import stream, torch_generator
 from p2psim.tasks.base import (
     Task,
@@ -158,6 +157,8 @@ class CNN(Task):
     def build(self, seed: int) -> TaskData:
         """Load the images, split them stratified, and draw torch-default initial parameters."""
         if self.dataset == "digits":
+            from sklearn.datasets import load_digits  # scikit-learn loads when the task is built, not when named
+
             digits = load_digits()
             x, labels = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
         else:

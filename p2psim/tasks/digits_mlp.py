@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from sklearn.datasets import load_digits
 
 from p2psim.config import bounded, check_ranges
+from p2psim.lazy import torch
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
+    LinearChain,
     Task,
     TaskData,
     TaskSizes,
@@ -65,7 +65,11 @@ class DigitsMLP(Task):
 
     def model(self) -> torch.nn.Module:
         """The MLP template on the meta device."""
-        return mlp((N_FEATURES, *self.hidden, N_CLASSES))
+        return mlp(self.linear_chain().widths)
+
+    def linear_chain(self) -> LinearChain:
+        """64 inputs, the hidden widths, 10 outputs, ReLU between two layers."""
+        return LinearChain((N_FEATURES, *self.hidden, N_CLASSES))
 
     def sizes(self) -> TaskSizes:
         """Counts of the stratified split of the 1797 images; loading them costs next to nothing."""
@@ -78,6 +82,8 @@ class DigitsMLP(Task):
 
     def build(self, seed: int) -> TaskData:
         """Load the digits, split them stratified, and draw the initial parameters."""
+        from sklearn.datasets import load_digits  # scikit-learn loads when the task is built, not when named
+
         digits = load_digits()
         x = (digits.data / 16.0).astype(np.float32)
         labels = digits.target.astype(np.int64)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from p2psim.config import bounded, check_ranges
+from p2psim.lazy import torch
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
+    LinearChain,
     Task,
     TaskData,
     TaskSizes,
@@ -60,6 +61,10 @@ class LeastSquares(Task):
     def model(self) -> torch.nn.Module:
         """Linear(n_features, 1) without bias, on the meta device."""
         return torch.nn.Linear(self.n_features, 1, bias=False, device="meta")
+
+    def linear_chain(self) -> LinearChain:
+        """One Linear layer without bias."""
+        return LinearChain((self.n_features, 1), bias=False)
 
     def sizes(self) -> TaskSizes:
         """Counts of the split; the build's QR and least-squares solve cost O(d^3 + n d^2)."""

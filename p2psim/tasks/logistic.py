@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from p2psim.config import bounded, check_ranges
+from p2psim.lazy import torch
 from p2psim.seeding import stream
 from p2psim.tasks.base import (
+    LinearChain,
     Task,
     TaskData,
     TaskSizes,
@@ -61,6 +62,10 @@ class Logistic(Task):
     def model(self) -> torch.nn.Module:
         """Linear(n_features, n_classes) with bias, on the meta device."""
         return torch.nn.Linear(self.n_features, self.n_classes, device="meta")
+
+    def linear_chain(self) -> LinearChain:
+        """One Linear layer with bias."""
+        return LinearChain((self.n_features, self.n_classes))
 
     def sizes(self) -> TaskSizes:
         """Counts of the stratified split; the build draws and copies O(n d) numbers."""
