@@ -34,7 +34,7 @@ from .metrics import Evaluator, consensus_distance, consensus_distance_streamed
 from .network import Network
 from .optim import RowOptimizer, learning_rate
 from .payloads import RowPool
-from .seeding import stream
+from .seeding import stream, streams
 from .stragglers import PeerTimings, StepClock
 from .tasks import TaskData
 from .timers import call_later
@@ -163,7 +163,7 @@ class World:
         self._computing = np.zeros(self.n_peers, dtype=bool)
         self._busy_since = [0.0] * self.n_peers
         self._busy_total = [0.0] * self.n_peers
-        self._batch_rngs = [stream(scenario.seed, "batches", i) for i in range(self.n_peers)]
+        self._batch_rngs = streams(scenario.seed, "batches", self.n_peers)  # stream(seed, "batches", i), hashed at once
         peers = scenario.peers
         self._step_clock = StepClock(
             setup.step_time_s, setup.stragglers, peers.step_time_distribution, peers.jitter, peers.pareto_alpha, scenario.seed
