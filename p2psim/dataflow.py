@@ -27,7 +27,7 @@ from .payloads import RowPool
 if TYPE_CHECKING:
     from .optim import RowOptimizer
 
-__all__ = ["Dataflow", "EagerRows", "RowHandle", "evaluate_gradients"]
+__all__ = ["Dataflow", "EagerRows", "RowHandle", "RowOps", "evaluate_gradients"]
 
 PARAMS, SNAPSHOTS, PAYLOADS, GRADIENTS = range(4)  # the buffers rows live in; then the algorithms' own (`new`)
 STRIDE = 64  # a row's key is index * STRIDE + buffer: at most STRIDE buffers
@@ -448,3 +448,6 @@ class Dataflow:
             for op, loss, ok in zip(chunk, losses, finite):
                 op.job.loss, op.job.finite = loss, ok
             self._batch_sizes.append(len(chunk))
+
+
+RowOps = EagerRows | Dataflow  # what `World.rows` is: the algorithm's own rows and the ops on them, in either mode

@@ -324,8 +324,9 @@ def test_a_write_to_a_world_row_through_the_algorithm_rows_interface_is_refused(
         ("sync_ps", {"algorithm.aggregation": {"rule": "mean"}}, "deferred"),
         ("async_ps", {"algorithm.dc_lambda": 0.04}, "eager"),
         ("async_ps", {"algorithm.staleness_aware": True}, "deferred"),
+        ("sgp", {"algorithm.tau": 1}, "deferred"),
     ],
-    ids=["sync_ps-median", "sync_ps-mean", "async_ps-delay-compensation", "async_ps-staleness-aware"],
+    ids=["sync_ps-median", "sync_ps-mean", "async_ps-delay-compensation", "async_ps-staleness-aware", "sgp-overlap"],
 )
 def test_options_that_read_values_fall_back_to_eager_and_the_others_defer(name, overrides, expected):
     data = tiny(name, "deferred", True)

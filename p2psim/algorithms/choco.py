@@ -64,6 +64,7 @@ class CHOCO(DPSGD):
     adapt_first = True
     update_kinds = ("difference",)
     error_feedback_built_in = True
+    numerics_deferrable = False  # the compressor (top-k, random-k, QSGD) encodes a computed difference in place
 
     def __init__(self, config: CHOCOConfig, world: World):
         super().__init__(config, world)

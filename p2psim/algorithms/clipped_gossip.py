@@ -29,6 +29,7 @@ from .base import register_algorithm
 from .dpsgd import ATCDSGD, DPSGDConfig, RoundInbox
 
 if TYPE_CHECKING:
+    from ..dataflow import RowOps
     from ..engine import World
 
 __all__ = ["ClippedGossip", "ClippedGossipConfig", "ClippedInbox"]
@@ -48,9 +49,9 @@ class ClippedGossipConfig(DPSGDConfig):
 class ClippedInbox(RoundInbox):
     """A `RoundInbox` that keeps each row of the round until the merge: clipping needs the receiver's row of then."""
 
-    def __init__(self, n: int, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
-        super().__init__(n, d, dtype, device)
-        self._held: list[list[tuple[float, int]]] = [[] for _ in range(n)]  # (W_ij, slot) of each peer's round
+    def __init__(self, rows: RowOps, n: int):
+        super().__init__(rows, n)
+        self._held: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(n)]  # (W_ij, slot) of each peer's round
 
     def _sum(self, peer: int, row: torch.Tensor, weight: float) -> None:
         self._held[peer].append((weight, self._pool.store(row)))
@@ -73,11 +74,11 @@ class ClippedGossip(ATCDSGD):
 
     name = "clipped_gossip"
     config_class = ClippedGossipConfig
+    numerics_deferrable = False  # the merge clips by the distance between rows: it computes on their values
 
     def __init__(self, config: ClippedGossipConfig, world: World):
         super().__init__(config, world)
-        n, d = world.params.shape
-        self._inbox = ClippedInbox(n, d, world.params.dtype, world.params.device)
+        self._inbox = ClippedInbox(world.rows, world.n_peers)
 
     def _try_finish(self, peer: int) -> None:
         """End the round once the adapted row exists and every neighbour's row of this round is in."""

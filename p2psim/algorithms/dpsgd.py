@@ -32,31 +32,68 @@ import numpy as np
 
 from ..lazy import torch
 from ..mixing import MAX_DENSE_PEERS, MixingReport, matrix_report
-from ..payloads import RowPool
 from ..topology import mixing_matrix, sparse_mixing_matrix
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
+    from ..dataflow import RowOps
     from ..engine import GradientJob, Message, World
 
 __all__ = ["ATCDSGD", "DPSGD", "DPSGDConfig", "RoundInbox"]
+
+
+class RowSlots:
+    """Copies of rows kept past the hook that received them, in the algorithm's own rows (`world.rows.new`).
+
+    Rows are allocated in blocks that double, and a released row is reused, so the memory is
+    the peak of rows kept; deferred numerics order a reused row's copy after its last reader.
+    """
+
+    def __init__(self, rows: RowOps, block: int = 16):
+        self._rows = rows
+        self._block = block
+        self._free: list[torch.Tensor] = []
+        self._in_use = 0
+        self.peak_in_use = 0  # the most rows kept at once
+
+    def store(self, row: torch.Tensor) -> torch.Tensor:
+        """Copy `row` into a free slot (a row of its own) and return the slot."""
+        if not self._free:
+            self._free = list(self._rows.new(self._block).unbind(0))[::-1]
+            self._block *= 2
+        slot = self._free.pop()
+        self._rows.assign(slot, row)
+        self._in_use += 1
+        self.peak_in_use = max(self.peak_in_use, self._in_use)
+        return slot
+
+    def row(self, slot: torch.Tensor) -> torch.Tensor:
+        """The stored row (the slot itself)."""
+        return slot
+
+    def release(self, slot: torch.Tensor) -> None:
+        """Give the slot back for reuse."""
+        self._free.append(slot)
+        self._in_use -= 1
 
 
 class RoundInbox:
     """Per receiver, the weighted sum of the rows received for its current round; rows sent for later rounds wait.
 
     `sums[i]` = sum of weight x row over the messages of peer i's current round, `weights[i]` the
-    sum of their weights and `counts[i]` their number: one [n, d] tensor, whatever the degree.
-    A message for a round the receiver has not reached yet is copied into a `RowPool` slot and
-    folded in by `next_round`, so the memory beyond [n, d] is one row per early message.
+    sum of their weights and `counts[i]` their number: one [n, d] block of the algorithm's own
+    rows (`world.rows`, so deferred numerics record the sums), whatever the degree. A message for
+    a round the receiver has not reached yet is copied into a `RowSlots` slot and folded in by
+    `next_round`, so the memory beyond [n, d] is one row per early message.
     """
 
-    def __init__(self, n: int, d: int, dtype: torch.dtype, device: torch.device | str = "cpu"):
-        self.sums = torch.zeros(n, d, dtype=dtype, device=device)
+    def __init__(self, rows: RowOps, n: int):
+        self._rows = rows
+        self.sums = rows.new(n)
         self.weights = np.zeros(n)
         self.counts = np.zeros(n, dtype=np.int64)
-        self._pool = RowPool(d, capacity=1, dtype=dtype, device=device)
-        self._early: list[list[tuple[int, float, int]]] = [[] for _ in range(n)]  # (round, weight, slot)
+        self._pool = RowSlots(rows)
+        self._early: list[list[tuple[int, float, torch.Tensor]]] = [[] for _ in range(n)]  # (round, weight, slot)
 
     def add(self, peer: int, sent_round: int, current_round: int, row: torch.Tensor, weight: float) -> None:
         """A message to `peer` sent in `sent_round`: summed now if that is `peer`'s round, else kept for later."""
@@ -71,7 +108,7 @@ class RoundInbox:
 
         Rows kept for rounds it skipped (churn) go to `skipped(weight, row)` if given, else are dropped.
         """
-        self.sums[peer].zero_()
+        self._rows.zero(self.sums[peer])
         self.weights[peer] = 0.0
         self.counts[peer] = 0
         early, self._early[peer] = self._early[peer], []
@@ -87,7 +124,7 @@ class RoundInbox:
                 self._pool.release(slot)
 
     def _sum(self, peer: int, row: torch.Tensor, weight: float) -> None:
-        self.sums[peer].add_(row, alpha=weight)
+        self._rows.accumulate(self.sums[peer], row, weight)
         self.weights[peer] += weight
         self.counts[peer] += 1
 
@@ -106,14 +143,15 @@ class DPSGD(Algorithm):
     byzantine_surface = "the model it sends each neighbour"
     needs_connected_graph = True
     adapt_first = False  # combine-then-adapt (Lian et al. 2017); ATC sets True
+    numerics_deferrable = True
 
     def __init__(self, config: DPSGDConfig, world: World):
         super().__init__(config, world)
-        n, d = world.params.shape
+        n = world.n_peers
         build = mixing_matrix if n <= MAX_DENSE_PEERS else sparse_mixing_matrix  # never an n x n array at scale
         self.W = build(world.setup.graph, world.setup.scenario.topology.mixing)
         self.round = [0] * n
-        self._inbox = RoundInbox(n, d, world.params.dtype, world.params.device)  # sum_j W_ij x_j^sent of each peer's round
+        self._inbox = RoundInbox(world.rows, n)  # sum_j W_ij x_j^sent of each peer's round
         self._jobs: list[GradientJob | None] = [None] * n
         self._timed_out = [False] * n  # churn: the round's timeout passed
 
@@ -183,9 +221,10 @@ class DPSGD(Algorithm):
         if job is None or not (complete or self._timed_out[peer]):
             return
         own = float(self.W[peer, peer])
-        merged = self._inbox.sums[peer].add_(self.world.params[peer], alpha=own)
+        merged, rows = self._inbox.sums[peer], self.world.rows
+        rows.accumulate(merged, self.world.params[peer], own)
         if not complete:  # churn timeout: W's row renormalised over the models that arrived
-            merged.div_(self._inbox.weights[peer] + own)
+            rows.divide(merged, merged, self._inbox.weights[peer] + own)
         self.world.set_row(peer, merged)
         self._timed_out[peer] = False
         self._jobs[peer] = None

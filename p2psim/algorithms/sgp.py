@@ -79,6 +79,7 @@ class SGP(Algorithm):
 
     name = "sgp"
     config_class = SGPConfig
+    numerics_deferrable = True  # the push-sum weights are scalars kept in Python: no row value is read
 
     @classmethod
     def check_graph(cls, config: SGPConfig, graph: nx.Graph) -> None:
@@ -96,7 +97,7 @@ class SGP(Algorithm):
         self._in_degrees: dict[int, np.ndarray] = {}
         self._pushed = [False] * n
         # synchronous: sum_j share_j z_j (numerators) and sum_j share_j (weights) of each peer's round
-        self._inbox = RoundInbox(n, world.params.shape[1], world.params.dtype, world.params.device) if config.tau == 0 else None
+        self._inbox = RoundInbox(world.rows, n) if config.tau == 0 else None
         self._received: list[Counter[int]] = [Counter() for _ in range(n)]  # overlap: messages per sending round
         self._complete = [-1] * n  # overlap: every message of rounds <= this has arrived
         self._blocked = [False] * n
@@ -236,8 +237,10 @@ class SGP(Algorithm):
             return
         self._timed_out[peer] = False  # the sums are normalised by the weights received: partial is push-sum's own rule
         total = self.weights[peer] + inbox.weights[peer]
-        numerator = inbox.sums[peer].add_(self.world.params[peer], alpha=self.weights[peer])
-        self.world.set_row(peer, numerator.div_(total))
+        numerator, rows = inbox.sums[peer], self.world.rows
+        rows.accumulate(numerator, self.world.params[peer], self.weights[peer])
+        rows.divide(numerator, numerator, total)
+        self.world.set_row(peer, numerator)
         self.weights[peer] = total
         self._pushed[peer] = False
         self._end_round(peer)
