@@ -3,7 +3,7 @@
 The job of ``benchmarks/run_all.py``'s FedAvgJob: 100 IID clients over digits' training split (the
 shards of run_all's ``_shards``), MLP 64-128-10 from the same initial parameters, 5 local SGD steps of
 batch 16 at lr 0.1, 20 rounds, every client every round (FedAvg, fraction_train 1.0, equal weights as
-p2psim's and the torch loop's), accuracy of the final global model on the same 360 held-out samples.
+p2psim's and the torch loop's), accuracy of the final global model on the same 359 held-out samples.
 Flower is not a project dependency, so this runs only by hand, in a venv that shares this torch:
 
     python -m venv --system-site-packages /tmp/flwr-venv      # sees torch and p2psim: no CUDA torch pulled
