@@ -2,6 +2,12 @@
 
 Every module in this package is imported here, so a new algorithm is one new file:
 its `@register_algorithm` makes it available by name, with no other edit.
+
+Reading a scenario imports this registry: the config class (the scenario's `algorithm`
+fields) and the class facts validation checks (`needs_connected_graph`, `learners`, ...)
+live beside the algorithm's hooks, one file per algorithm. So that describing and
+validating a run stays free of torch, algorithm files import it as
+``from ..lazy import torch``, loaded at the first tensor operation (tests/test_cli_imports.py).
 """
 
 import importlib

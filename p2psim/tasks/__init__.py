@@ -1,4 +1,9 @@
-"""Tasks: model template + data + loss, one file per task family, each registered by name."""
+"""Tasks: model template + data + loss, one file per task family, each registered by name.
+
+A task class is both the scenario's `task` fields and its implementation; its files import
+torch through `p2psim.lazy` and scikit-learn inside `build`, so naming and validating a task
+loads neither. Validation sizes it by arithmetic (`Task.sizes`, `Task.linear_chain`).
+"""
 
 from p2psim.tasks.base import TASKS, Task, TaskData, TaskSizes, register_task
 from p2psim.tasks.cnn import CNN
