@@ -1,6 +1,6 @@
 """What one training step of a torch model costs, counted on the model itself: FLOPs and activation bytes.
 
-Validation counts chains of Linear layers by arithmetic (`budget.linear_chain_costs`) and
+Validation counts chains of Linear layers by arithmetic (`budget.chain_costs`) and
 comes here only for other models (convolutions, attention), since counting imports torch;
 the run (`build.model_shape`) and `p2psim calibrate` count here.
 """

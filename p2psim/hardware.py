@@ -14,11 +14,12 @@ import functools
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .data import check_sources, read_catalogue
+
+if TYPE_CHECKING:  # `p2psim devices` reads the catalogue without numpy
+    import numpy as np
 
 __all__ = [
     "DEVICE_KINDS",

@@ -5,13 +5,12 @@ from dataclasses import fields
 import pytest
 import torch
 
+from p2psim.counting import activation_bytes_per_sample, count_training_flops
 from p2psim.hardware import (
     DEVICE_KINDS,
     PRECISIONS,
     Device,
     _parse_device,
-    activation_bytes_per_sample,
-    count_training_flops,
     device_sources,
     format_device_table,
     load_devices,
