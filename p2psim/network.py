@@ -142,6 +142,7 @@ class Network:
         self._max_min = self.model.sharing == "max_min"
         # Flows on each link, keyed by flow id in start order (dicts keep insertion order).
         self._flows_on: list[dict[int, _Flow]] = [{} for _ in range(2 * self.n_peers)]
+        self._dirty: dict[int, None] = {}  # links whose flows' rates may have changed at this instant (`settle`)
         self._in_flight = 0
         variability = self.model.variability
         self._fluctuation = _Fluctuation(variability, self.n_peers, seed) if variability is not None else None
@@ -260,6 +261,7 @@ class Network:
         """One RTT of slow start has passed: the window doubles, up to the ceiling."""
         if not flow.in_flight:
             return
+        self.settle()  # its rate as shared out at this instant
         flow.window_bytes *= 2.0
         rate = flow.window_bytes / flow.rtt_s
         limited = flow.rate_bytes_per_s >= flow.bound  # by its window; else a larger window changes no rate
@@ -302,7 +304,23 @@ class Network:
         call_later(self.env, delay_s, lambda _timer: action())
 
     def _reshare(self, links: Iterable[int]) -> None:
-        """Give new rates to the flows whose rate may have changed with `links`' flows, bounds or capacities."""
+        """Mark `links` for new rates: shared out once for every change of this instant (`settle`)."""
+        if not self._dirty:
+            call_later(self.env, 0.0, lambda _timer: self.settle())
+        self._dirty.update(dict.fromkeys(links))
+
+    def settle(self) -> None:
+        """Give new rates to the flows whose rate may have changed with the links marked at this instant.
+
+        No byte moves while the clock stands still, so the changes of one instant (a server's
+        broadcast to 100 clients, their replies, flows ending together) are shared out once, by
+        an event queued after those waiting at this instant: O(flows) rate updates and completion
+        events where one reshare per change cost O(flows^2). Whoever reads rates before it runs
+        calls this first.
+        """
+        if not self._dirty:
+            return
+        links, self._dirty = list(self._dirty), {}
         if self._max_min:
             flows = self._component(links)
             if len(flows) == 1:  # alone on both links (most often): no filling to do

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..dataflow import RowOps
     from ..engine import GradientJob, Message, World
 
-__all__ = ["ATCDSGD", "DPSGD", "DPSGDConfig", "RoundInbox"]
+__all__ = ["ATCDSGD", "DPSGD", "DPSGDConfig", "RoundInbox", "RowSlots"]
 
 
 class RowSlots:
@@ -58,14 +58,18 @@ class RowSlots:
 
     def store(self, row: torch.Tensor) -> torch.Tensor:
         """Copy `row` into a free slot (a row of its own) and return the slot."""
+        slot = self.take()
+        self._rows.assign(slot, row)
+        return slot
+
+    def take(self) -> torch.Tensor:
+        """A free slot, for the caller to write through `world.rows`."""
         if not self._free:
             self._free = list(self._rows.new(self._block).unbind(0))[::-1]
             self._block *= 2
-        slot = self._free.pop()
-        self._rows.assign(slot, row)
         self._in_use += 1
         self.peak_in_use = max(self.peak_in_use, self._in_use)
-        return slot
+        return self._free.pop()
 
     def row(self, slot: torch.Tensor) -> torch.Tensor:
         """The stored row (the slot itself)."""

@@ -39,6 +39,7 @@ from ..config import ScenarioError, bounded, check_ranges
 from ..lazy import torch
 from ..mixing import MAX_DENSE_PEERS, MixingReport
 from .base import Algorithm, AlgorithmConfig, register_algorithm
+from .dpsgd import RowSlots
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -95,6 +96,7 @@ class Moshpit(Algorithm):
     name = "moshpit"
     config_class = MoshpitConfig
     carries_rows = False
+    numerics_deferrable = True
 
     @classmethod
     def check_graph(cls, config: MoshpitConfig, graph: nx.Graph) -> None:
@@ -114,6 +116,7 @@ class Moshpit(Algorithm):
         self._averages: dict[tuple[int, tuple[int, ...]], _GroupAverage] = {}
         self._closed: set[tuple[int, tuple[int, ...]]] = set()  # churn: groups that went on without some members
         self._in_group = [False] * n  # waiting for its group, or averaging in it
+        self._means = RowSlots(world.rows)  # the mean of each all-reduce in flight
 
     def on_gradient(self, job: GradientJob) -> None:
         peer = job.peer
@@ -184,6 +187,7 @@ class Moshpit(Algorithm):
         average = self._averages.pop(key, None)
         if average is None:
             return
+        self._means.release(average.mean)
         for position, member in enumerate(average.members):
             if average.received[position] < 2 * (len(average.members) - 1):
                 self._finish(member, key[0])
@@ -196,7 +200,8 @@ class Moshpit(Algorithm):
     def _start_average(self, key: tuple[int, tuple[int, ...]]) -> None:
         """Every member sends its first chunk; the mean of the models sent is fixed now, seen at the end."""
         world, members = self.world, key[1]
-        mean = world.params.index_select(0, torch.as_tensor(members, device=world.params.device)).mean(dim=0)
+        mean = self._means.take()
+        world.rows.mean_of(mean, [world.params[member] for member in members])
         self._averages[key] = _GroupAverage(members, mean, [0] * len(members))
         for member in members:  # churn: each member's own timer; the first to fire ends it
             world.after_timeout(member, lambda: self._expire_average(key))
@@ -223,6 +228,7 @@ class Moshpit(Algorithm):
         average.done += 1
         if average.done == len(average.members):
             del self._averages[key]
+            self._means.release(average.mean)
         self._finish(member, key[0])
 
     def _finish(self, peer: int, round_index: int) -> None:
