@@ -33,7 +33,7 @@ from .churn import Churn
 from .metrics import Evaluator, consensus_distance, consensus_distance_streamed
 from .network import Network
 from .optim import RowOptimizer, learning_rate
-from .payloads import RowPool
+from .payloads import RowPool, RowViews
 from .seeding import stream, streams
 from .stragglers import PeerTimings, StepClock
 from .tasks import TaskData
@@ -80,7 +80,7 @@ class RunSetup:
         return len(self.devices)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class GradientJob:
     """One local gradient computation: who, when it started, on which row version and batch."""
 
@@ -96,7 +96,7 @@ class GradientJob:
     cancelled: bool = False  # lost: its peer left while computing (p2psim.churn)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Message:
     """A message: `nbytes` on the wire from `src` to `dst`, an opaque payload, and optionally a row.
 
@@ -157,6 +157,7 @@ class World:
         self._batch_gradients = scenario.engine.batch_gradients
         self._batch_size = scenario.data.batch_size
         self._snapshots = torch.empty_like(self.params)
+        self._param_rows, self._snapshot_rows = RowViews(self.params), RowViews(self._snapshots)  # row views, made once
         # per-peer counters touched at every event: Python lists, whose items cost less to update than numpy's
         self._versions = [0] * self.n_peers
         self._pending: list[GradientJob] = []
@@ -264,7 +265,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.gradient(peer, job)
         else:
-            self._snapshots[peer].copy_(self.params[peer])
+            self._snapshot_rows[peer].copy_(self._param_rows[peer])
             self._pending.append(job)
         self._computing[peer] = True
         self._running[peer] = job
@@ -347,7 +348,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.add(peer, update, alpha)
         else:
-            self.params[peer].add_(update, alpha=alpha)
+            self._param_rows[peer].add_(update, alpha=alpha)
         self._versions[peer] += 1
 
     def set_row(self, peer: int, value: torch.Tensor) -> None:
@@ -355,7 +356,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.copy(peer, value)
         else:
-            self.params[peer].copy_(value)
+            self._param_rows[peer].copy_(value)
         self._versions[peer] += 1
 
     def mix_row(self, peer: int, incoming: torch.Tensor, weight: float) -> None:
@@ -363,7 +364,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.lerp(peer, incoming, weight)
         else:
-            self.params[peer].lerp_(incoming, weight)
+            self._param_rows[peer].lerp_(incoming, weight)
         self._versions[peer] += 1
 
     def schedule(self, delay_s: float, peer: int, action: Callable[[], None]) -> None:
@@ -388,7 +389,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.average(peers)
         elif len(peers) == 2:  # the gossip hot path: two in-place row operations, no index tensor
-            first, second = self.params[peers[0]], self.params[peers[1]]
+            first, second = self._param_rows[peers[0]], self._param_rows[peers[1]]
             first.add_(second).mul_(0.5)
             second.copy_(first)
         else:
