@@ -37,6 +37,17 @@ def test_the_floor_times_exactly_those_calls_on_rows_of_the_tasks_batch():
     assert calls == [(1, (1, 5, 4), (1, 5))] + [(3, (3, 5, 4), (3, 5))] * 2 + [(1, (1, 5, 4), (1, 5))]
 
 
+def test_the_warm_run_a_floor_row_times_repeats_the_cold_one_exactly():
+    """floor_row times a second run of its scenario: it must be the same work, event for event, as the first."""
+    import json
+
+    scenario = run_all.world_scenario(8, "datacenter", "digits", "adpsgd", 1, "cpu", "deferred")
+    _, cold, first = run_all._timed_run(scenario)
+    _, warm, second = run_all._timed_run(scenario)
+    assert json.dumps(first.history) == json.dumps(second.history) and torch.equal(cold.params, warm.params)
+    assert run_all._events(cold) == run_all._events(warm) > 8
+
+
 @pytest.mark.slow
 def test_the_quick_suite_runs_on_the_cpu_and_every_table_has_its_rows():
     results = run_all.main(["--quick", "--only", "floor", "fedavg", "events", "scale"])
