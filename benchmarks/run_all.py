@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import platform
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2psim.algorithms.base import IMPLEMENTATIONS, Algorithm, AlgorithmConfig, register_algorithm  # noqa: E402
 from p2psim.build import build_run  # noqa: E402
+from p2psim.dataflow import Dataflow  # noqa: E402
 from p2psim.engine import RunOutcome, World  # noqa: E402
 from p2psim.scenario import Scenario, load_scenario  # noqa: E402
 
@@ -357,16 +360,26 @@ def scale_scenario(peers: int, steps: int, device: str, numerics: str) -> Scenar
     })
 
 
-def scale_child(peers: int, steps: int, device: str, numerics: str) -> dict:
-    """Run one size (in a child process); its wall times, peak memory and the tensors' share of it."""
+def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory: bool = False) -> dict:
+    """Run one size (in a child process); its wall times by stage, peak memory and the tensors' share of it.
+
+    `gc_s` is the time Python's cyclic garbage collector ran during the run. `trace_memory`
+    (slower: tracemalloc) adds the Python and numpy memory by module at its largest dataflow flush.
+    """
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    setup = build_run(scale_scenario(peers, steps, device, numerics))
+    stages = [time.perf_counter()]
+    scenario = scale_scenario(peers, steps, device, numerics)  # validation builds (and caches) the graph
+    stages.append(time.perf_counter())
+    setup = build_run(scenario)
+    stages.append(time.perf_counter())
     world = World(setup)
-    build_s = time.perf_counter() - start
+    stages.append(time.perf_counter())
+    collecting = _GcClock()
+    traced = _MemoryAtFlush(peers) if trace_memory else None
     start = time.perf_counter()
     outcome = world.run()
     run_s = time.perf_counter() - start
+    collecting.stop()
     task = setup.task
     row_bytes = world.params.shape[1] * world.params.element_size()
     tensors = {
@@ -375,13 +388,66 @@ def scale_child(peers: int, steps: int, device: str, numerics: str) -> dict:
         "payload pool": world.pool.capacity * row_bytes,
         "task data": sum(t.numel() * t.element_size() for t in (task.x_train, task.y_train, task.x_eval, task.y_eval)),
     }
+    if world._dataflow is not None:
+        tensors["gradient pool"] = world._dataflow._grads.capacity * row_bytes
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "peers": peers, "steps": outcome.info["steps"], "status": outcome.info["status"], "numerics": outcome.info["numerics"],
-        "build_s": build_s, "run_s": run_s, "peak_rss_gb": peak_kb / 2**20, "import_rss_gb": baseline_kb / 2**20,
+        "build_s": stages[-1] - stages[0], "validate_s": stages[1] - stages[0], "build_run_s": stages[2] - stages[1],
+        "world_s": stages[3] - stages[2],
+        "run_s": run_s, "gc_s": collecting.seconds, "peak_rss_gb": peak_kb / 2**20, "import_rss_gb": baseline_kb / 2**20,
         "tensor_bytes": tensors, "spectral_gap": outcome.info.get("spectral_gap"),
         "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0,
+        **({} if traced is None else {"traced_bytes_per_peer": traced.by_module()}),
     }
+
+
+class _GcClock:
+    """Seconds Python's cyclic garbage collector runs from now until `stop` (through `gc.callbacks`)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._tick)
+
+
+class _MemoryAtFlush:
+    """tracemalloc's snapshot when the traced memory is largest at the start of a dataflow flush (the op log is fullest)."""
+
+    def __init__(self, peers: int):
+        self.peers = peers
+        self.largest = 0
+        self.snapshot = None
+        tracemalloc.start(1)
+        flush = Dataflow.flush
+
+        def flush_traced(dataflow: Dataflow) -> None:
+            current, _ = tracemalloc.get_traced_memory()
+            if current > self.largest:
+                self.largest, self.snapshot = current, tracemalloc.take_snapshot()
+            flush(dataflow)
+
+        Dataflow.flush = flush_traced
+
+    def by_module(self, top: int = 12) -> dict[str, float]:
+        """Bytes a peer by the module that allocated them (p2psim's by file, others by package), largest first."""
+        sizes: dict[str, float] = {}
+        for stat in self.snapshot.statistics("filename") if self.snapshot is not None else []:
+            path = Path(stat.traceback[0].filename)
+            name = f"p2psim/{path.relative_to(ROOT / 'p2psim')}" if ROOT / "p2psim" in path.parents else (
+                path.parts[path.parts.index("site-packages") + 1] if "site-packages" in path.parts else "other")
+            sizes[name] = sizes.get(name, 0.0) + stat.size / self.peers
+        ranked = sorted(sizes.items(), key=lambda item: -item[1])
+        return {**dict(ranked[:top]), "rest": sum(size for _, size in ranked[top:])}
 
 
 def scale_rows(sizes: list[int], steps: int, device: str, numerics: str, limit_s: float, memory_gb: float) -> list[dict]:
@@ -440,10 +506,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--flower-python", help="fedavg: a python with flwr installed, to run Flower's row (see fedavg_flower.py)")
     parser.add_argument("--json", help="also write every row to this JSON file")
     parser.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--trace-memory", action="store_true", help="scale child: memory by module at the largest flush (slow)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.scale_child:
-        print(json.dumps(scale_child(args.scale_child, args.steps or 50, args.device[0], args.numerics)))
+        print(json.dumps(scale_child(args.scale_child, args.steps or 50, args.device[0], args.numerics, args.trace_memory)))
         return {}
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -503,7 +570,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(row)
         results["scale"] = rows
         print_table("4. scale: AD-PSGD, generated logistic regression (20 features, 4 classes), 16 samples a peer", rows,
-                    ["device", "peers", "status", "steps", "numerics", "build_s", "run_s", "peak_rss_gb", "gpu_peak_gb",
+                    ["device", "peers", "status", "steps", "numerics", "build_s", "run_s", "gc_s", "peak_rss_gb", "gpu_peak_gb",
                      "kb_per_peer", "tensor_kb_per_peer"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
