@@ -43,7 +43,11 @@ def evaluate_gradients(
     y = task.y_train.index_select(0, index)
     k = len(batches)
     grads, losses = gradients(rows, x.view(k, -1, *x.shape[1:]), y.view(k, -1, *y.shape[1:]))
-    return grads, losses.tolist(), torch.isfinite(grads).all(dim=1).tolist()
+    # a row with an infinite or NaN entry sums to one: finite sums clear every row in one cheap reduction
+    finite = torch.isfinite(grads.sum(dim=1)).tolist()
+    if not all(finite):  # a non-finite entry, or finite ones summing past the float range: look at the entries
+        finite = torch.isfinite(grads).all(dim=1).tolist()
+    return grads, losses.tolist(), finite
 
 
 class EagerRows:
@@ -397,54 +401,74 @@ class Dataflow:
             target = self._tensor(group[3])
             target[ops[0].rows[0]] = self._tensor(group[2]).index_select(0, self._index(ops[0].rows[1:])).mean(dim=0)
             return
-        params = self._params
-        first = self._index([op.rows[0] for op in ops])
+        first = self._span([op.rows[0] for op in ops])
         if kind == ROUND:
-            payloads = self._pool.rows
-            block = payloads.index_select(0, first)
-            payloads.index_copy_(0, first, block.copy_(block.to(group[1])))
-            return
-        if kind == PAIR:
-            second = self._index([op.rows[1] for op in ops])
-            block = params.index_select(0, first)
-            block.add_(params.index_select(0, second)).mul_(0.5)
-            params.index_copy_(0, first, block)
-            params.index_copy_(0, second, block)
-            return
-        if kind == ZERO:
-            self._tensor(group[1]).index_fill_(0, first, 0.0)
-            return
-        if kind == RESET:
+            self._update(PAYLOADS, first, lambda block: block.copy_(block.to(group[1])))
+        elif kind == PAIR:
+            second = self._span([op.rows[1] for op in ops])
+            self._update(PARAMS, first, lambda block: block.add_(self._read(PARAMS, second)).mul_(0.5))
+            self._write(PARAMS, second, self._read(PARAMS, first))
+        elif kind == ZERO:
+            self._update(group[1], first, lambda block: block.zero_())
+        elif kind == RESET:
             self._optimizer.zero_states(first)
+        elif kind == SUBTRACT:
+            a = self._read(group[2], self._span([op.rows[1] for op in ops]))
+            b = self._read(group[3], self._span([op.rows[2] for op in ops]))
+            self._write(group[1], first, torch.sub(a, b))
+        else:
+            source = self._read(group[3] if kind == STEP else group[2], self._span([op.rows[1] for op in ops]))
+            if kind == COPY:
+                self._write(group[1], first, source)
+            elif kind == STEP:
+                group[5].step_rows(self._tensor(group[4]), first, source, group[1], group[2])
+            elif kind == DIVIDE:
+                self._write(group[3], first, torch.div(source, group[1]))
+            elif kind == LERP:
+                self._update(PARAMS, first, lambda block: block.lerp_(source, group[1]))
+            else:  # ADD
+                self._update(group[3], first, lambda block: block.add_(source, alpha=group[1]))
+
+    def _span(self, rows: list[int]) -> slice | torch.Tensor:
+        """Rows as a slice where they are consecutive and ascending (ops then act on a view), else as an index."""
+        start, count = rows[0], len(rows)
+        if rows[-1] - start == count - 1 and rows == list(range(start, start + count)):
+            return slice(start, start + count)
+        return self._index(rows)
+
+    def _read(self, buffer: int, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The rows' values: a view for a slice (read it only), a copy for an index."""
+        tensor = self._tensor(buffer)
+        return tensor[rows] if type(rows) is slice else tensor.index_select(0, rows)
+
+    def _write(self, buffer: int, rows: slice | torch.Tensor, values: torch.Tensor) -> None:
+        """Set the rows to `values` (other rows, possibly a view of the same tensor)."""
+        tensor = self._tensor(buffer)
+        if type(rows) is slice:
+            tensor[rows].copy_(values)
             return
-        if kind == SUBTRACT:
-            a = self._tensor(group[2]).index_select(0, self._index([op.rows[1] for op in ops]))
-            b = self._tensor(group[3]).index_select(0, self._index([op.rows[2] for op in ops]))
-            self._tensor(group[1]).index_copy_(0, first, a.sub_(b))
-            return
-        source = self._tensor(group[3] if kind == STEP else group[2]).index_select(0, self._index([op.rows[1] for op in ops]))
-        if kind == COPY:
-            self._tensor(group[1]).index_copy_(0, first, source)
-        elif kind == STEP:
-            group[5].step_rows(self._tensor(group[4]), first, source, group[1], group[2])
-        elif kind == DIVIDE:
-            self._tensor(group[3]).index_copy_(0, first, source.div_(group[1]))
-        elif kind == LERP:
-            block = params.index_select(0, first)
-            params.index_copy_(0, first, block.lerp_(source, group[1]))
-        else:  # ADD
-            target = self._tensor(group[3])
-            block = target.index_select(0, first)
-            target.index_copy_(0, first, block.add_(source, alpha=group[1]))
+        if values.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
+            values = values.clone()  # index_copy_ refuses a source that aliases its target
+        tensor.index_copy_(0, rows, values)
+
+    def _update(self, buffer: int, rows: slice | torch.Tensor, change: Callable[[torch.Tensor], Any]) -> None:
+        """Apply the in-place `change` to the rows: on their view, or on a copy written back."""
+        tensor = self._tensor(buffer)
+        if type(rows) is slice:
+            change(tensor[rows])
+        else:
+            block = tensor.index_select(0, rows)
+            change(block)
+            tensor.index_copy_(0, rows, block)
 
     def _run_gradients(self, ops: list[_Op]) -> None:
         """A wave: every ready gradient in one vmapped call (or one call each when batching is off)."""
         chunks = [ops] if self._batch_gradients else [[op] for op in ops]
         for chunk in chunks:
-            peers = self._index([op.rows[0] for op in chunk])
-            slots = self._index([op.rows[1] for op in chunk])
-            grads, losses, finite = self._gradients(self._snapshots.index_select(0, peers), [op.job.batch for op in chunk])
-            self._grads.rows.index_copy_(0, slots, grads)
+            peers = self._span([op.rows[0] for op in chunk])
+            slots = self._span([op.rows[1] for op in chunk])
+            grads, losses, finite = self._gradients(self._read(SNAPSHOTS, peers), [op.job.batch for op in chunk])
+            self._write(GRADIENTS, slots, grads)
             for op, loss, ok in zip(chunk, losses, finite):
                 op.job.loss, op.job.finite = loss, ok
             self._batch_sizes.append(len(chunk))

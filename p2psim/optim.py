@@ -148,11 +148,11 @@ class RowOptimizer:
         """Whether there are state rows (momentum, Adam): plain SGD has only counts."""
         return self.spec.name != "sgd"
 
-    def zero_states(self, index: torch.Tensor) -> None:
-        """`reset`'s state part for the rows `index` at once."""
+    def zero_states(self, index: torch.Tensor | slice) -> None:
+        """`reset`'s state part for the rows `index` (an index tensor, or a slice of consecutive rows) at once."""
         for state in self._states():
             if state is not None:
-                state.index_fill_(0, index, 0.0)
+                state[index] = 0.0
 
     def step(self, rows: torch.Tensor, i: int, grad: torch.Tensor, lr: float) -> None:
         """One optimizer step on row `i` of `rows` with gradient `grad` (not modified)."""
@@ -171,8 +171,14 @@ class RowOptimizer:
             return t
         return min(t, 2) if self.spec.name in ("momentum", "nesterov") else 0
 
-    def step_rows(self, rows: torch.Tensor, index: torch.Tensor, grads: torch.Tensor, lr: float, t: int) -> None:
-        """`step` on the rows `index` at once, all at count `t` (or its `batch_key`), counts already advanced."""
+    def step_rows(self, rows: torch.Tensor, index: torch.Tensor | slice, grads: torch.Tensor, lr: float, t: int) -> None:
+        """`step` on the rows `index` at once, all at count `t` (or its `batch_key`), counts already advanced.
+
+        `index` is an index tensor, or a slice of consecutive rows, whose views are then updated in place.
+        """
+        if type(index) is slice:
+            self._update(rows[index], grads, lr, t, *(None if state is None else state[index] for state in self._states()))
+            return
         block = rows.index_select(0, index)
         states = [None if state is None else state.index_select(0, index) for state in self._states()]
         self._update(block, grads, lr, t, *states)

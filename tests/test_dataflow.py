@@ -338,3 +338,22 @@ def test_options_that_read_values_fall_back_to_eager_and_the_others_defer(name, 
     eager = run(Scenario.from_dict(data), baselines=False)
     a, b = eager.history.drop(columns="run"), deferred.history.drop(columns="run")
     np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7)
+
+
+def test_finite_flags_come_from_row_sums_and_from_the_entries_where_a_sum_overflows():
+    from p2psim.dataflow import evaluate_gradients
+
+    class Task:
+        x_train = torch.zeros(4, 1)
+        y_train = torch.zeros(4)
+
+    rows = torch.ones(4, 3)
+    rows[1, 2] = float("inf")
+    rows[2, 0] = float("nan")
+    rows[3] = 3e38  # every entry finite, their float32 sum is not
+
+    def gradients(params, x, y):
+        return params.clone(), params[:, 0]
+
+    _, _, finite = evaluate_gradients(gradients, Task, rows, [np.array([i]) for i in range(4)])
+    assert finite == [True, False, False, True]
