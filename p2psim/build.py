@@ -71,11 +71,6 @@ def model_shape(scenario: Scenario) -> tuple[float, float]:
     batch = scenario.data.batch_size
     if scenario.workload is not None:  # the task is not built: a cost-only run never needs its data
         return scenario.workload.params, scenario.workload.flops_per_sample * batch
-    chain = scenario.task.linear_chain()
-    if chain is not None:  # by arithmetic, equal to torch's count (tests/test_build.py): its FLOP counter loads in ~4 s
-        from .budget import chain_costs  # budget imports build
-
-        return float(chain.n_params), chain_costs(chain)[0] * batch
     from .counting import count_training_flops  # imports torch: building a run needs it, validating does not
 
     task = build_task(scenario.task, scenario.seed)
