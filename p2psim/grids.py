@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from .data import check_sources, read_catalogue
+from .lazy import pandas as pd
 
 __all__ = [
     "Grid",

@@ -1,4 +1,4 @@
-"""torch, imported at its first use: describing and validating a run never loads it (issue 12, a CLI that starts fast).
+"""torch (and pandas), imported at first use: describing and validating a run never loads torch (issue 12, a fast CLI).
 
 Modules that a scenario's description or validation imports (the task and algorithm
 files, whose configs are the scenario's fields; seeding, compression, optim, ...) write
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import types
 
-__all__ = ["lazy_module", "torch"]
+__all__ = ["lazy_module", "pandas", "torch"]
 
 
 def lazy_module(name: str) -> types.ModuleType:
@@ -32,3 +32,4 @@ def lazy_module(name: str) -> types.ModuleType:
 
 
 torch = lazy_module("torch")
+pandas = lazy_module("pandas")  # the grid catalogue reads CSV traces with it; `p2psim grids` does not
