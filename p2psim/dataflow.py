@@ -152,11 +152,12 @@ class Dataflow:
         self._gradients = gradients
         self._batch_gradients = batch_gradients
         self._batch_sizes = batch_sizes
-        self._max_rows = max_rows  # payload or gradient rows held before a flush is forced: bounds the memory
+        self._max_rows = max_rows  # payload or gradient rows held before a flush is forced (gradients: at most n more)
         self._ops: list[_Op] = []
         self._writer: dict[int, _Op] = {}  # row key -> the last op that wrote it
         self._readers: dict[int, list[_Op]] = {}  # row key -> ops that read it since its last write
         self._consumed: list[int] = []  # gradient slots free once the ops recorded so far have run
+        self._last_start = -1.0  # when the last gradient recorded started
         self._own: list[torch.Tensor] = []  # the algorithm's rows (`new`): buffer GRADIENTS + 1 + position
         self._own_buffers: dict[int, int] = {}  # id of such a tensor -> its buffer
 
@@ -169,8 +170,9 @@ class Dataflow:
 
     def gradient(self, peer: int, job: Any) -> None:
         """Snapshot `peer`'s row and compute `job`'s gradient on it; `job.grad` becomes the handle of its row."""
-        if self._grads.in_use >= self._max_rows:
-            self.flush()
+        if self._grads.in_use >= self._max_rows and job.started_at != self._last_start:
+            self.flush()  # at an instant's first gradient: those of one instant (a synchronous round's) stay one wave
+        self._last_start = job.started_at
         self._add((COPY, SNAPSHOTS, PARAMS), (peer, peer), (peer * STRIDE + PARAMS,), (peer * STRIDE + SNAPSHOTS,))
         slot = self._grads.reserve()
         job.grad = RowHandle(GRADIENTS, slot)

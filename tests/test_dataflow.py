@@ -134,6 +134,7 @@ def gossip_dataflow(n: int, d: int, fake_gradient) -> tuple[torch.Tensor, RowPoo
 
 class Job:
     batch = np.zeros(1, dtype=np.int64)
+    started_at = 0.0
     grad = None
     loss = float("nan")
     finite = True
