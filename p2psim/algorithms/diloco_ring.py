@@ -62,14 +62,16 @@ class DiLoCoRing(Algorithm):
     name = "diloco_ring"
     config_class = DiLoCoRingConfig
     carries_rows = False  # chunks carry bytes; the mean is taken from the rows when the ring completes
+    numerics_deferrable = True
 
     def start(self) -> None:
         world = self.world
         n_params = world.params.shape[1]
-        self._anchor = world.params[0].clone()  # theta_t: every row starts equal
-        self._global = self._anchor.unsqueeze(0).clone()  # the outer optimizer's single row
+        self._anchor, self._mean, self._delta = world.rows.new(3)  # theta_t, the rows' mean, the mean delta
+        world.rows.assign(self._anchor, world.params[0])  # every row starts equal
+        self._global = world.rows.new(1)  # the outer optimizer's single row
         spec = OptimizerSpec(name=self.config.outer_optimizer, momentum=self.config.outer_momentum)
-        self.outer = RowOptimizer(spec, 1, n_params, dtype=world.params.dtype)
+        self.outer = RowOptimizer(spec, 1, n_params, dtype=world.params.dtype, device=world.params.device)
         per_param = self.config.outer_bytes_per_param
         self.payload_bytes = world.model_bytes if per_param is None else per_param * self._params_on_wire()
         self._steps_done = [0] * world.n_peers
@@ -120,12 +122,13 @@ class DiLoCoRing(Algorithm):
 
     def _outer_step(self) -> None:
         """theta_{t+1} from the mean delta, on every worker; the next round's inner steps start."""
-        world = self.world
+        world, rows = self.world, self.world.rows
         self.round_ends.append(world.now)
-        mean_delta = self._anchor - world.params.mean(dim=0)  # mean_i (theta_t - theta_i)
-        self._global[0].copy_(self._anchor)
-        self.outer.step(self._global, 0, mean_delta, self.config.outer_lr)
-        self._anchor = self._global[0].clone()
+        rows.mean_of(self._mean, [world.params[peer] for peer in range(world.n_peers)])
+        rows.subtract(self._delta, self._anchor, self._mean)  # mean_i (theta_t - theta_i)
+        rows.assign(self._global[0], self._anchor)
+        rows.optimizer_step(self.outer, self._global, 0, self._delta, self.config.outer_lr)
+        rows.assign(self._anchor, self._global[0])
         n = world.n_peers
         self._steps_done, self._ready, self._round, self._finished = [0] * n, 0, [0] * n, 0
         for peer in range(n):
