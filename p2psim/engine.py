@@ -10,6 +10,7 @@ on its snapshot and its batch, so this changes no result, only the cost.
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
     from .algorithms.base import Algorithm
     from .availability import Availability
     from .scenario import Scenario
+
+# Python's cyclic collector while the event loop runs: ops, jobs and messages live from their
+# event to the next flush, so the default (700, 10, 10) ran full collections over the whole
+# world: a quarter of a 20,000-peer run's wall time (BENCHMARKS.md "4. Scale"). Young cycles
+# are still collected; the caller's thresholds are restored when the loop ends.
+RUN_GC_THRESHOLDS = (100_000, 50, 1000)
 
 __all__ = ["MAX_HISTORY_ROWS", "sampled_peers", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
 
@@ -684,6 +691,8 @@ class World:
             self.churn.start()
         self.algorithm.start()
         restore = _stop_on_ctrl_c(self)
+        collector = gc.get_threshold()
+        gc.set_threshold(*RUN_GC_THRESHOLDS)
         try:
             self.env.run(until=self._stop)
         except RuntimeError as error:
@@ -693,6 +702,7 @@ class World:
             self.info.setdefault("stop_reason", "stalled: no computation or message in flight")
         finally:
             restore()
+            gc.set_threshold(*collector)
         if self.status in ("running", "stalled", "interrupted"):
             self._record()  # may itself find the run diverged since its last regular record
         if self.status == "running":
