@@ -304,3 +304,21 @@ def test_negative_latency_is_rejected():
     env, net, _ = make([1.0, 1.0], [1.0, 1.0], -0.5)
     with pytest.raises(ValueError, match=r"latency_s\(0, 1\)"):
         net.send(0, 1, 1.0, lambda: None)
+
+
+@pytest.mark.parametrize("sharing", SHARING_RULES)
+def test_a_broadcast_at_one_instant_is_shared_out_once_and_arrives_when_the_uplink_has_sent_it_all(sharing):
+    # A server (uplink 100 B/s) sends 10 B to each of n clients at t = 0 (latency 0.5 s): the n flows
+    # share the uplink equally, so every message arrives at 0.5 + n 10 / 100 s. The starts of one
+    # instant are shared out once: n rate settings (plus the first flow's, alone when it started),
+    # not one reshare of all flows per start (n (n + 1) / 2).
+    n = 40
+    env, net, log = make([100.0] + [BIG] * n, [BIG] * (n + 1), 0.5, sharing=sharing)
+    rates_set = []
+    set_rate = net._set_rate
+    net._set_rate = lambda flow, rate: rates_set.append(rate) or set_rate(flow, rate)
+    for client in range(1, n + 1):
+        send(env, net, log, 0, client, 10.0, client)
+    env.run()
+    assert [t for t, _ in log] == pytest.approx([0.5 + n * 10.0 / 100.0] * n, rel=1e-12)
+    assert len(rates_set) <= n + 1
