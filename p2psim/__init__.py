@@ -14,9 +14,17 @@ import importlib
 import importlib.util
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ScenarioError, ScenarioWarning
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports each at first use
+    from .baselines import baseline_scenario
+    from .engine import SimulationError
+    from .result import Result
+    from .runner import run
+    from .scenario import Scenario, load_scenario
+    from .sweep import sweep
 
 __version__ = "0.1.0"
 
