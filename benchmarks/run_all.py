@@ -363,13 +363,16 @@ def scale_scenario(peers: int, steps: int, device: str, numerics: str) -> Scenar
 def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory: bool = False) -> dict:
     """Run one size (in a child process); its wall times by stage, peak memory and the tensors' share of it.
 
-    `gc_s` is the time Python's cyclic garbage collector ran during the run. `trace_memory`
+    `*_cpu_s` are this process's CPU seconds (on a shared machine, the work done, where wall
+    time counts the neighbours too); `gc_s` is the time Python's cyclic garbage collector ran
+    during the run. `trace_memory`
     (slower: tracemalloc) adds the Python and numpy memory by module at its largest dataflow flush.
     """
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if trace_memory:  # a tiny run first, so that what it imports (torch's functorch, sympy) is not counted per peer
         World(build_run(scale_scenario(16, 1, device, numerics))).run()
     traced = _MemoryAtFlush(peers) if trace_memory else None  # traces the build too
+    build_cpu = time.process_time()
     stages = [time.perf_counter()]
     scenario = scale_scenario(peers, steps, device, numerics)  # validation builds (and caches) the graph
     stages.append(time.perf_counter())
@@ -377,10 +380,11 @@ def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory
     stages.append(time.perf_counter())
     world = World(setup)
     stages.append(time.perf_counter())
+    build_cpu_s = time.process_time() - build_cpu
     collecting = _GcClock()
-    start = time.perf_counter()
+    start, run_cpu = time.perf_counter(), time.process_time()
     outcome = world.run()
-    run_s = time.perf_counter() - start
+    run_s, run_cpu_s = time.perf_counter() - start, time.process_time() - run_cpu
     collecting.stop()
     task = setup.task
     row_bytes = world.params.shape[1] * world.params.element_size()
@@ -396,7 +400,7 @@ def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory
     return {
         "peers": peers, "steps": outcome.info["steps"], "status": outcome.info["status"], "numerics": outcome.info["numerics"],
         "build_s": stages[-1] - stages[0], "validate_s": stages[1] - stages[0], "build_run_s": stages[2] - stages[1],
-        "world_s": stages[3] - stages[2],
+        "world_s": stages[3] - stages[2], "build_cpu_s": build_cpu_s, "run_cpu_s": run_cpu_s,
         "run_s": run_s, "gc_s": collecting.seconds, "peak_rss_gb": peak_kb / 2**20, "import_rss_gb": baseline_kb / 2**20,
         "tensor_bytes": tensors, "spectral_gap": outcome.info.get("spectral_gap"),
         "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0,
@@ -572,7 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(row)
         results["scale"] = rows
         print_table("4. scale: AD-PSGD, generated logistic regression (20 features, 4 classes), 16 samples a peer", rows,
-                    ["device", "peers", "status", "steps", "numerics", "build_s", "run_s", "gc_s", "peak_rss_gb", "gpu_peak_gb",
+                    ["device", "peers", "status", "steps", "numerics", "build_s", "run_s", "run_cpu_s", "gc_s", "peak_rss_gb", "gpu_peak_gb",
                      "kb_per_peer", "tensor_kb_per_peer"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
