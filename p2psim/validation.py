@@ -352,15 +352,16 @@ def _check_partition(scenario: Scenario, sizes: TaskSizes, progress: Progress | 
             f"got {data.labels_per_peer!r}",
         )
     split_s = sizes.n_train * 1e-7 + (sizes.n_classes or 1) * n * 1e-6  # one draw per sample, one share per peer and label
-    counts = sizes.train_class_counts
+    counts, task = sizes.train_class_counts, None
+    if counts is not None:  # the split draws the same numbers whatever the labels' order: sizes follow from the counts
+        _note(progress, split_s, f"splitting the labels of task {scenario.task.name!r} among {n} peers")
+        labels = np.repeat(np.arange(len(counts)), counts)
+    else:  # a task that does not state its class counts is built (this imports torch)
+        _note(progress, sizes.build_s + split_s, f"building task {scenario.task.name!r} to split its labels among {n} peers")
+        task = build_task(scenario.task, scenario.seed)
     try:
-        if counts is not None:  # the split draws the same numbers whatever the labels' order: sizes follow from the counts
-            _note(progress, split_s, f"splitting the labels of task {scenario.task.name!r} among {n} peers")
-            labels = np.repeat(np.arange(len(counts)), counts)
-            shards = np.array([len(part) for part in partitions_of(scenario, labels, len(labels))])
-        else:  # a task that does not state its class counts is built (this imports torch)
-            _note(progress, sizes.build_s + split_s, f"building task {scenario.task.name!r} to split its labels among {n} peers")
-            shards = np.array([len(part) for part in peer_partitions(scenario, build_task(scenario.task, scenario.seed))])
+        parts = partitions_of(scenario, labels, len(labels)) if task is None else peer_partitions(scenario, task)
+        shards = np.array([len(part) for part in parts])
     except ValueError as error:
         raise ScenarioError(
             "data", f"the training set cannot be split {data.partition!r} among {n} peers: {error}"

@@ -8,9 +8,11 @@ class counts) is checked against what torch counts and what the run splits.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from p2psim.build import build_task, partitions_of, peer_partitions
 from p2psim.scenario import load_scenario
 from p2psim.stepmodel import model_layers
 from p2psim.tasks import DigitsMLP, LeastSquares, Logistic
+from p2psim.validation import validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "experiments" / "scenarios"  # transformer_lm.toml loads torch: its model is counted on the meta device
@@ -143,3 +146,23 @@ def test_shard_sizes_from_class_counts_are_the_runs(changes, seed):
     from_counts = [len(part) for part in partitions_of(scenario, labels, len(labels))]
     built = [len(part) for part in peer_partitions(scenario, build_task(scenario.task, scenario.seed))]
     assert from_counts == built and sum(built) == sum(counts)
+
+
+def test_a_task_without_class_counts_is_built_and_warns_as_the_counts_do(monkeypatch):
+    """The fallback: a task whose sizes state no class counts is built to split its labels; the outcome is the same."""
+    scenario = load_scenario(QUICKSTART, {"baselines": []})
+    builds, build = [], DigitsMLP.build
+    monkeypatch.setattr(DigitsMLP, "build", lambda self, seed: builds.append(seed) or build(self, seed))
+
+    def warnings_of_validation() -> list[str]:
+        build_task.cache_clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            validate_scenario(scenario)
+        return [str(w.message) for w in caught]
+
+    from_counts = warnings_of_validation()
+    assert builds == [] and any("shard of" in message for message in from_counts)
+    sizes = DigitsMLP.sizes
+    monkeypatch.setattr(DigitsMLP, "sizes", lambda self: dataclasses.replace(sizes(self), train_class_counts=None))
+    assert warnings_of_validation() == from_counts and builds == [scenario.seed]
