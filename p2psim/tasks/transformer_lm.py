@@ -17,7 +17,6 @@ statistics), so per-row vmapped gradients are exact.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sysconfig
 from dataclasses import dataclass
