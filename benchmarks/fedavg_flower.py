@@ -24,9 +24,19 @@ import argparse
 import json
 import time
 
+import flwr
 import numpy as np
+import ray
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -58,9 +68,6 @@ def initial_state(hidden: int, seed: int) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in zip(names, task.unflatten(task.initial_params).values())}
 
 
-client_app = ClientApp()
-
-
 def local_sgd(net: torch.nn.Module, config: ConfigRecord, client: int, server_round: int) -> None:
     """The client's local steps: SGD on batches drawn with replacement from its shard."""
     hidden, seed, clients = int(config["hidden"]), int(config["seed"]), int(config["clients"])
@@ -74,6 +81,9 @@ def local_sgd(net: torch.nn.Module, config: ConfigRecord, client: int, server_ro
         optimizer.zero_grad()
         task.loss(net(task.x_train[index]), task.y_train[index]).backward()
         optimizer.step()
+
+
+client_app = ClientApp()
 
 
 @client_app.query()
@@ -99,7 +109,7 @@ def train(message: Message, context: Context) -> Message:
 
 
 def server_app(args: argparse.Namespace, outcome: dict) -> ServerApp:
-    """FedAvg over every client every round; fills `outcome` with the rounds' wall time and the final model."""
+    """A warm-up query to every client, then FedAvg over every client every round; `outcome` gets the times and the final model."""
     app = ServerApp()
 
     @app.main()
@@ -112,10 +122,14 @@ def server_app(args: argparse.Namespace, outcome: dict) -> ServerApp:
         while len(nodes := list(grid.get_node_ids())) < args.clients:
             time.sleep(0.1)
         replies = grid.send_and_receive([Message(RecordDict({"config": config}), node, MessageType.QUERY) for node in nodes])
-        assert all(not reply.has_error() for reply in replies), "a client failed to load the task"
+        assert all(not reply.has_error() for reply in replies), "a client's warm-up failed"
         outcome["warm_up_s"] = time.perf_counter() - start
         ends = outcome["round_ends"] = []
-        clock = lambda server_round, arrays: ends.append(time.perf_counter())  # noqa: E731 (evaluates nothing)
+
+        def clock(server_round: int, arrays: ArrayRecord) -> None:
+            """Flower's centralized-evaluation hook, called before round 1 and after each round: the round clock."""
+            ends.append(time.perf_counter())
+
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial_state(args.hidden, args.seed)),
                                 num_rounds=args.rounds, train_config=config, evaluate_fn=clock)
         outcome["final"] = result.arrays.to_torch_state_dict()
@@ -150,9 +164,6 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     run_simulation(server_app(args, outcome), client_app, num_supernodes=args.clients, backend_config=backend)
     total = time.perf_counter() - start
-    import flwr
-    import ray
-
     ends = outcome["round_ends"]
     rounds = np.diff(ends)
     row = {"implementation": "Flower simulation (Ray)", "rounds": args.rounds, "wall_s": ends[-1] - ends[0],
