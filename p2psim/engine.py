@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # Python's cyclic collector while the event loop runs: ops, jobs and messages live from their
 # event to the next flush, so the default (700, 10, 10) ran full collections over the whole
 # world: a quarter of a 20,000-peer run's wall time (BENCHMARKS.md "4. Scale"). Young cycles
-# are still collected; the caller's thresholds are restored when the loop ends.
+# are still collected; the caller's thresholds are restored when the run ends.
 RUN_GC_THRESHOLDS = (100_000, 50, 1000)
 
 __all__ = ["MAX_HISTORY_ROWS", "sampled_peers", "GradientJob", "Message", "RunOutcome", "RunSetup", "SimulationError", "World", "simulate"]
@@ -679,6 +679,14 @@ class World:
 
     def run(self) -> RunOutcome:
         """Simulate until the stopping rule, divergence, a stall or Ctrl-C; return what was recorded."""
+        collector = gc.get_threshold()
+        gc.set_threshold(*RUN_GC_THRESHOLDS)  # from the algorithm's start (every peer's first step) to the last flush
+        try:
+            return self._run()
+        finally:
+            gc.set_threshold(*collector)
+
+    def _run(self) -> RunOutcome:
         scenario = self.setup.scenario
         wall_start = time.perf_counter()
         if scenario.stop.sim_time_s is not None:
@@ -691,8 +699,6 @@ class World:
             self.churn.start()
         self.algorithm.start()
         restore = _stop_on_ctrl_c(self)
-        collector = gc.get_threshold()
-        gc.set_threshold(*RUN_GC_THRESHOLDS)
         try:
             self.env.run(until=self._stop)
         except RuntimeError as error:
@@ -702,7 +708,6 @@ class World:
             self.info.setdefault("stop_reason", "stalled: no computation or message in flight")
         finally:
             restore()
-            gc.set_threshold(*collector)
         if self.status in ("running", "stalled", "interrupted"):
             self._record()  # may itself find the run diverged since its last regular record
         if self.status == "running":
