@@ -2,8 +2,9 @@
 
 DESIGN decision 5, second half. When, who and to whom do not depend on the parameters'
 values in most algorithms, so with `engine.numerics = "deferred"` the World records each
-row operation (snapshot, gradient on a snapshot, optimizer step, lerp, add, copy into a
-payload slot, pair average, group mean) as an op with the rows it reads and writes, and
+row operation (gradient on a row as it was when the computation started, optimizer step,
+lerp, add, copy into a payload slot, pair average, group mean) as an op with the rows it
+reads and writes (a gradient needs no snapshot: writes recorded after it wait for it), and
 `flush` executes them in dependency order: every ready row operation of one kind in one
 indexed call and, when only gradients are ready, all of them in one vmapped call (a wave).
 Two ops that touch a common row, one of them writing it, are ordered by an edge in the
@@ -169,14 +170,14 @@ class Dataflow:
     # ----- recording ------------------------------------------------------------------
 
     def gradient(self, peer: int, job: Any) -> None:
-        """Snapshot `peer`'s row and compute `job`'s gradient on it; `job.grad` becomes the handle of its row."""
+        """Compute `job`'s gradient on `peer`'s row as it is now; `job.grad` becomes the handle of its row."""
         if self._grads.in_use >= self._max_rows and job.started_at != self._last_start:
             self.flush()  # at an instant's first gradient: those of one instant (a synchronous round's) stay one wave
         self._last_start = job.started_at
-        self._add((COPY, SNAPSHOTS, PARAMS), (peer, peer), (peer * STRIDE + PARAMS,), (peer * STRIDE + SNAPSHOTS,))
         slot = self._grads.reserve()
         job.grad = RowHandle(GRADIENTS, slot)
-        self._add((GRADIENT,), (peer, slot), (peer * STRIDE + SNAPSHOTS,), (slot * STRIDE + GRADIENTS,), job)
+        # it reads the row where the log stands now: writes recorded later wait for it, so no snapshot copy is needed
+        self._add((GRADIENT,), (peer, slot), (peer * STRIDE + PARAMS,), (slot * STRIDE + GRADIENTS,), job)
 
     def consumed(self, job: Any) -> None:
         """`job`'s gradient has been used: its row is reused after the next flush."""
@@ -469,7 +470,7 @@ class Dataflow:
         for chunk in chunks:
             peers = self._span([op.rows[0] for op in chunk])
             slots = self._span([op.rows[1] for op in chunk])
-            grads, losses, finite = self._gradients(self._read(SNAPSHOTS, peers), [op.job.batch for op in chunk])
+            grads, losses, finite = self._gradients(self._read(PARAMS, peers), [op.job.batch for op in chunk])
             self._write(GRADIENTS, slots, grads)
             for op, loss, ok in zip(chunk, losses, finite):
                 op.job.loss, op.job.finite = loss, ok
