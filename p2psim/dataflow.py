@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Dataflow", "EagerRows", "RowHandle", "RowOps", "evaluate_gradients"]
 
-PARAMS, SNAPSHOTS, PAYLOADS, GRADIENTS = range(4)  # the buffers rows live in; then the algorithms' own (`new`)
+PARAMS, PAYLOADS, GRADIENTS = range(3)  # the buffers rows live in; then the algorithms' own (`new`)
 STRIDE = 64  # a row's key is index * STRIDE + buffer: at most STRIDE buffers
 COPY, GRADIENT, STEP, LERP, ADD, PAIR, MEAN, ROUND, ZERO, DIVIDE, SUBTRACT, RESET, MEAN_OF = range(13)  # op kinds
 
@@ -110,7 +110,7 @@ class RowHandle:
         self.index = index
 
     def __repr__(self) -> str:
-        return f"RowHandle({('params', 'snapshots', 'payloads', 'gradients')[self.buffer]}, {self.index})"
+        return f"RowHandle({('params', 'payloads', 'gradients')[self.buffer]}, {self.index})"
 
 
 class _Op:
@@ -132,7 +132,6 @@ class Dataflow:
     def __init__(
         self,
         params: torch.Tensor,
-        snapshots: torch.Tensor,
         pool: RowPool,
         optimizer: RowOptimizer,
         gradients: Callable[[torch.Tensor, list[np.ndarray]], tuple[torch.Tensor, list[float], list[bool]]],
@@ -145,7 +144,6 @@ class Dataflow:
         self._params_address = params.data_ptr()
         self._row_shape = params.shape[1:]
         self._row_bytes = params.stride(0) * params.element_size()
-        self._snapshots = snapshots
         self._pool = pool
         pool.hold_released = True  # a reused slot would order unrelated peers' ops after each other: reuse after a flush
         self._grads = RowPool(params.shape[1], capacity=max(16, params.shape[0]), dtype=params.dtype, device=params.device)
@@ -387,7 +385,7 @@ class Dataflow:
     def _tensor(self, buffer: int) -> torch.Tensor:
         if buffer > GRADIENTS:
             return self._own[buffer - GRADIENTS - 1]
-        return (self._params, self._snapshots, self._pool.rows, self._grads.rows)[buffer]
+        return (self._params, self._pool.rows, self._grads.rows)[buffer]
 
     def _index(self, rows: Any) -> torch.Tensor:
         """Row indices as a tensor on the rows' device (index ops on a GPU take GPU indices)."""

@@ -212,7 +212,7 @@ class World:
         self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1], device=self.params.device)
         self.numerics = self._numerics()
         self._dataflow = None if self.numerics != "deferred" else Dataflow(
-            self.params, self._snapshots, self.pool, self.optimizer,
+            self.params, self.pool, self.optimizer,
             lambda rows, batches: evaluate_gradients(self._gradients, task, rows, batches),
             self._batch_gradients, self.batch_sizes, max_rows=8 * self.n_peers,
         )

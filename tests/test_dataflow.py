@@ -128,7 +128,7 @@ def gossip_dataflow(n: int, d: int, fake_gradient) -> tuple[torch.Tensor, RowPoo
     pool = RowPool(d, capacity=1)
     optimizer = RowOptimizer(OptimizerSpec(), n, d)
     sizes: list[int] = []
-    flow = Dataflow(params, torch.empty_like(params), pool, optimizer, fake_gradient, True, sizes, max_rows=64)
+    flow = Dataflow(params, pool, optimizer, fake_gradient, True, sizes, max_rows=64)
     return params, pool, optimizer, flow, sizes
 
 
