@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import ScenarioError, bounded, check_ranges
 from .hardware import step_time_factors
-from .seeding import stream
+from .seeding import stream, streams
 
 __all__ = [
     "PeerGroup",
@@ -206,7 +206,7 @@ class StepClock:
     ) -> None:
         n = len(base_s)
         slowdown = timings.slowdown if timings is not None else np.ones(n)
-        self._work_s = [float(b) * float(s) for b, s in zip(base_s, slowdown)]
+        self._work_s = (np.asarray(base_s, dtype=np.float64) * slowdown).tolist()
         self._windows = timings.windows if timings is not None else [[] for _ in range(n)]
         self._draw = (distribution, jitter, pareto_alpha)
         self._seed = seed
@@ -224,8 +224,9 @@ class StepClock:
         factors = self._factors[peer]
         if self._next[peer] == len(factors):
             rng = self._rngs[peer]
-            if rng is None:
-                rng = self._rngs[peer] = stream(self._seed, "jitter", peer)
+            if rng is None:  # the first draw anywhere: every peer's stream at once (seeding.streams, ~6x cheaper)
+                self._rngs = streams(self._seed, "jitter", len(self._rngs))
+                rng = self._rngs[peer]
             distribution, jitter, alpha = self._draw
             size = min(2 * len(factors), DRAW_BLOCK) if factors else FIRST_BLOCK
             factors = self._factors[peer] = step_time_factors(rng, distribution, jitter, size, alpha)
