@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .seeding import stream
+from .timers import call_later
 
 if TYPE_CHECKING:
     from .availability import Availability
@@ -86,7 +87,7 @@ class Churn:
                 self.window_on[peer] = self._in_window(peer, 0.0)
                 self._schedule_window(peer)
             if math.isfinite(churn.crash_s):
-                self.env.timeout(churn.crash_s).callbacks.append(lambda _e, p=peer: self._crash(p))
+                call_later(self.env, churn.crash_s, lambda _timer, p=peer: self._crash(p))
             self._schedule_session(peer)
         self.online = self.session_on & self.window_on
         self._offline_since[~self.online] = 0.0
@@ -97,7 +98,7 @@ class Churn:
             self._next_session[peer] = math.inf
             return
         self._next_session[peer] = t
-        self.env.timeout(max(t - self.env.now, 0.0)).callbacks.append(lambda _e: self._session_change(peer))
+        call_later(self.env, max(t - self.env.now, 0.0), lambda _timer: self._session_change(peer))
 
     def _session_change(self, peer: int) -> None:
         if self.world._stop.triggered or self.crashed[peer]:
@@ -122,7 +123,7 @@ class Churn:
         target = end if self.window_on[peer] else start
         ahead = (target - hour) % 24.0 or 24.0
         self._next_window[peer] = now + ahead * 3600.0
-        self.env.timeout(ahead * 3600.0).callbacks.append(lambda _e: self._window_change(peer))
+        call_later(self.env, ahead * 3600.0, lambda _timer: self._window_change(peer))
 
     def _window_change(self, peer: int) -> None:
         if self.world._stop.triggered or self.crashed[peer]:
@@ -168,7 +169,7 @@ class Churn:
         if self.spec.repair_degree and world.algorithm.repairs_graph:
             alone = [j for j in world.neighbors[peer] if self.online[j] and not self.online[world.neighbors[j]].any()]
             if alone:
-                self.env.timeout(self.spec.timeout_s).callbacks.append(lambda _e: self._repair(alone))
+                call_later(self.env, self.spec.timeout_s, lambda _timer: self._repair(alone))
 
     def _arrive(self, peer: int) -> None:
         self.online[peer] = True

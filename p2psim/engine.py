@@ -163,8 +163,7 @@ class World:
         self._progress = progress
         self._batch_gradients = scenario.engine.batch_gradients
         self._batch_size = scenario.data.batch_size
-        self._snapshots = torch.empty_like(self.params)
-        self._param_rows, self._snapshot_rows = RowViews(self.params), RowViews(self._snapshots)  # row views, made once
+        self._param_rows = RowViews(self.params)  # row views, made once
         # per-peer counters touched at every event: Python lists, whose items cost less to update than numpy's
         self._versions = [0] * self.n_peers
         self._pending: list[GradientJob] = []
@@ -211,6 +210,9 @@ class World:
         self.pool = RowPool(self.params.shape[1], device=self.params.device)
         self.optimizer = RowOptimizer(scenario.algorithm.optimizer, self.n_peers, self.params.shape[1], device=self.params.device)
         self.numerics = self._numerics()
+        # eager: the rows gradients are computed on, copied at each start; deferred: the op log reads them in order
+        self._snapshots = torch.empty_like(self.params) if self.numerics != "deferred" else None
+        self._snapshot_rows = None if self._snapshots is None else RowViews(self._snapshots)
         self._dataflow = None if self.numerics != "deferred" else Dataflow(
             self.params, self.pool, self.optimizer,
             lambda rows, batches: evaluate_gradients(self._gradients, task, rows, batches),
@@ -380,10 +382,10 @@ class World:
         Under churn an offline peer's timer fires when it is back, a crashed peer's never.
         """
         if self.churn is None:
-            self.env.timeout(delay_s).callbacks.append(lambda _event: None if self._stop.triggered else self._call(peer, "timer", action, None))
+            call_later(self.env, delay_s, lambda _timer: None if self._stop.triggered else self._call(peer, "timer", action, None))
             return
         self.churn.timer_set(delay_s)
-        self.env.timeout(delay_s).callbacks.append(lambda _event: self._churn_timer(peer, action))
+        call_later(self.env, delay_s, lambda _timer: self._churn_timer(peer, action))
 
     def _churn_timer(self, peer: int, action: Callable[[], None]) -> None:
         if self._stop.triggered or not self.churn.timer_due(peer, action):
@@ -690,7 +692,7 @@ class World:
         scenario = self.setup.scenario
         wall_start = time.perf_counter()
         if scenario.stop.sim_time_s is not None:
-            self.env.timeout(scenario.stop.sim_time_s).callbacks.append(lambda _event: self._request_stop("sim_time_s"))
+            call_later(self.env, scenario.stop.sim_time_s, lambda _timer: self._request_stop("sim_time_s"))
         if scenario.metrics.eval_interval_s is not None:
             self.env.process(self._monitor(scenario.metrics.eval_interval_s))
         else:
