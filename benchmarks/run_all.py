@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2psim.algorithms.base import IMPLEMENTATIONS, Algorithm, AlgorithmConfig, register_algorithm  # noqa: E402
 from p2psim.build import build_run  # noqa: E402
+from p2psim.compute_device import resolve_device, task_on  # noqa: E402
 from p2psim.dataflow import Dataflow  # noqa: E402
 from p2psim.engine import RunOutcome, World  # noqa: E402
 from p2psim.scenario import Scenario, load_scenario  # noqa: E402
@@ -192,6 +193,7 @@ def fedavg_p2psim(job: FedAvgJob, device: str, numerics: str = "deferred") -> di
     world = World(setup)
     start = time.perf_counter()
     outcome = world.run()
+    _synchronize(world.params.device)
     wall = time.perf_counter() - start
     rounds = sum(1 for r in world.algorithm.rounds if r.index < job.rounds)
     return {"implementation": f"p2psim ({outcome.info['numerics']} numerics)", "wall_s": wall, "rounds": rounds,
@@ -208,13 +210,14 @@ def fedavg_torch_loop(job: FedAvgJob, task) -> dict:
     torch.manual_seed(job.seed)  # benchmark code, not library code: a global seed for the modules' init
     rng = np.random.default_rng(job.seed)
     shards = _shards(task, job)
+    device = task.initial_params.device
 
     def module() -> torch.nn.Module:
         net = torch.nn.Sequential(torch.nn.Linear(64, job.hidden), torch.nn.ReLU(), torch.nn.Linear(job.hidden, 10))
         with torch.no_grad():  # the same initial model as the other implementations
             for parameter, value in zip(net.parameters(), task.unflatten(task.initial_params).values()):
                 parameter.copy_(value)
-        return net
+        return net.to(device)
 
     server = module()
     clients = [module() for _ in range(job.clients)]
@@ -225,12 +228,13 @@ def fedavg_torch_loop(job: FedAvgJob, task) -> dict:
             client.load_state_dict(state)
             optimizer = torch.optim.SGD(client.parameters(), lr=job.lr)
             for _ in range(job.local_steps):
-                index = torch.from_numpy(shard[rng.integers(0, len(shard), job.batch)])
+                index = torch.from_numpy(shard[rng.integers(0, len(shard), job.batch)]).to(device)
                 optimizer.zero_grad()
                 task.loss(client(task.x_train[index]), task.y_train[index]).backward()
                 optimizer.step()
         states = [c.state_dict() for c in clients]
         server.load_state_dict({k: torch.stack([s[k] for s in states]).mean(dim=0) for k in state})
+    _synchronize(device)
     wall = time.perf_counter() - start
     with torch.no_grad():
         accuracy = float((server(task.x_eval).argmax(dim=1) == task.y_eval).float().mean())
@@ -247,12 +251,13 @@ def fedavg_vmap_loop(job: FedAvgJob, task) -> dict:
     for _ in range(job.rounds):
         rows = model.unsqueeze(0).repeat(job.clients, 1)
         for _ in range(job.local_steps):
-            index = torch.from_numpy(np.concatenate([s[rng.integers(0, len(s), job.batch)] for s in shards]))
+            index = torch.from_numpy(np.concatenate([s[rng.integers(0, len(s), job.batch)] for s in shards])).to(model.device)
             x = task.x_train[index].view(job.clients, job.batch, -1)
             y = task.y_train[index].view(job.clients, job.batch)
             grads, _ = evaluate(rows, x, y)
             rows.sub_(grads, alpha=job.lr)
         model = rows.mean(dim=0)
+    _synchronize(model.device)
     wall = time.perf_counter() - start
     output = functional_call(task.model, task.unflatten(model), (task.x_eval,))
     accuracy = float((output.argmax(dim=1) == task.y_eval).float().mean())
@@ -545,20 +550,27 @@ def main(argv: list[str] | None = None) -> dict:
         task = build_run(Scenario.from_dict({
             "name": "t", "task": {"name": "digits_mlp", "hidden": [job.hidden]}, "peers": {"count": 2, "devices": {"h100_sxm": 2}, "links": {"nvlink": 2}},
             "algorithm": {"name": "adpsgd", "lr": 0.1}, "stop": {"steps": 1}, "metrics": {"eval_interval_s": 1.0}})).task
-        fedavg_p2psim(FedAvgJob(clients=4, rounds=1), "cpu", args.numerics)  # warm-up: first-call costs are not the run's
-        rows = [fedavg_p2psim(job, "cpu", args.numerics), fedavg_torch_loop(job, task), fedavg_vmap_loop(job, task)]
-        floor = rows[-1]["wall_s"]
-        rows.append(fedavg_flower(job, args.flower_python))
-        for row in rows:
-            if "wall_s" in row:
-                row["x_floor"] = row["wall_s"] / floor
+        rows = []
+        for device in args.device:
+            on_device = task_on(task, resolve_device(device))
+            fedavg_p2psim(FedAvgJob(clients=4, rounds=1), device, args.numerics)  # warm-up: first-call costs are not the run's
+            fedavg_vmap_loop(FedAvgJob(clients=4, rounds=1), on_device)
+            block = [fedavg_p2psim(job, device, args.numerics), fedavg_torch_loop(job, on_device), fedavg_vmap_loop(job, on_device)]
+            if device == "cpu":
+                block.append(fedavg_flower(job, args.flower_python))
+            for row in block:
+                row["device"] = device
+                if "wall_s" in row:
+                    row["x_floor"] = row["wall_s"] / block[2]["wall_s"]
+            rows += block
         results["fedavg"] = rows
         print_table(f"2. FedAvg, {job.clients} IID clients of digits, MLP 64-{job.hidden}-10, {job.local_steps} local steps "
-                    f"of batch {job.batch}, {job.rounds} rounds (CPU)", rows,
-                    ["implementation", "rounds", "wall_s", "x_floor", "accuracy", "mean_batch"])
-        if "warm_up_s" in rows[-1]:
+                    f"of batch {job.batch}, {job.rounds} rounds", rows,
+                    ["implementation", "device", "rounds", "wall_s", "x_floor", "accuracy", "mean_batch"])
+        flower = next((row for row in rows if "warm_up_s" in row), None)
+        if flower:
             print(f"\nFlower's wall is its rounds, warm: before them, starting the Ray actors and loading the data took "
-                  f"{rows[-1]['warm_up_s']:.3g} s; the whole simulation, Ray started and stopped, {rows[-1]['total_s']:.3g} s.")
+                  f"{flower['warm_up_s']:.3g} s; the whole simulation, Ray started and stopped, {flower['total_s']:.3g} s.")
     if "events" in args.only:
         rows = [events_row(n, 0.05 if quick else 1.0) for n in ([256] if quick else [1024, 4096])]
         results["events"] = rows
