@@ -395,7 +395,7 @@ def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory
     row_bytes = world.params.shape[1] * world.params.element_size()
     tensors = {
         "params": world.params.numel() * world.params.element_size(),
-        "snapshots": world._snapshots.numel() * world._snapshots.element_size(),
+        "snapshots": 0 if world._snapshots is None else world._snapshots.numel() * world._snapshots.element_size(),
         "payload pool": world.pool.capacity * row_bytes,
         "task data": sum(t.numel() * t.element_size() for t in (task.x_train, task.y_train, task.x_eval, task.y_eval)),
     }
