@@ -322,14 +322,9 @@ class Network:
             return
         links, self._dirty = list(self._dirty), {}
         if self._max_min:
-            flows = self._component(links)
-            if len(flows) == 1:  # alone on both links (most often): no filling to do
-                (flow,) = flows
-                self._set_rate(flow, min(self._capacity[flow.up], self._capacity[flow.down], flow.bound))
-            elif flows:
-                rates = max_min_rates([(f.up, f.down) for f in flows], self._capacity, [f.bound for f in flows])
-                for flow, rate in zip(flows, rates):
-                    self._set_rate(flow, rate)
+            flows, rates = self._coupled_rates(links)
+            for flow, rate in zip(flows, rates):
+                self._set_rate(flow, rate)
             return
         seen: set[int] = set()
         for link in links:
@@ -345,26 +340,46 @@ class Network:
             self._capacity[up] / len(self._flows_on[up]), self._capacity[down] / len(self._flows_on[down]), flow.bound
         )
 
-    def _component(self, links: Iterable[int]) -> list[_Flow]:
-        """The flows connected to `links` through shared links, in start order: all that max-min may change."""
-        flows_on = self._flows_on
-        seen = set(links)
-        todo = list(seen)
+    def _coupled_rates(self, links: Iterable[int]) -> tuple[list[_Flow], list[float]]:
+        """The flows whose max-min rate may change with `links`, in start order, and their new rates.
+
+        Flows are coupled through a link only where it is full: one with room to spare binds none
+        of its flows, so the set grows from `links` through full links alone (a network of home
+        uplinks splits into one small set a sender, not one component of every flow). Links with
+        room are left out of the filling, then checked to still have room at the new rates; one
+        that would not joins the set and the filling is redone. The rates are the ones filling
+        the whole component gives, to the bit: every link the filling reads holds all its flows.
+        """
+        flows_on, capacity = self._flows_on, self._capacity
+        closed = set(links)
+        todo = list(closed)
         flows: dict[int, _Flow] = {}
-        while todo:
-            for flow_id, flow in flows_on[todo.pop()].items():
-                if flow_id not in flows:
-                    flows[flow_id] = flow
-                    up, down = flow.up, flow.down
-                    if up not in seen:
-                        seen.add(up)
-                        todo.append(up)
-                    if down not in seen:
-                        seen.add(down)
-                        todo.append(down)
-        if len(flows) < 2:
-            return list(flows.values())
-        return [flows[flow_id] for flow_id in sorted(flows)]
+        while True:
+            while todo:
+                for flow_id, flow in flows_on[todo.pop()].items():
+                    if flow_id not in flows:
+                        flows[flow_id] = flow
+                        for link in (flow.up, flow.down):
+                            if link not in closed and self._full(link, {}):
+                                closed.add(link)
+                                todo.append(link)
+            ordered = [flows[flow_id] for flow_id in sorted(flows)]
+            if len(ordered) == 1 and ordered[0].up in closed and ordered[0].down in closed:
+                flow = ordered[0]  # alone on both links (most often): no filling to do
+                return ordered, [min(capacity[flow.up], capacity[flow.down], flow.bound)]
+            paths = [[link for link in (f.up, f.down) if link in closed] for f in ordered]
+            rates = max_min_rates(paths, capacity, [f.bound for f in ordered])
+            new = {f.flow_id: rate for f, rate in zip(ordered, rates)}
+            open_links = {link for f in ordered for link in (f.up, f.down)} - closed
+            todo = sorted(link for link in open_links if self._full(link, new))
+            if not todo:
+                return ordered, rates
+            closed.update(todo)
+
+    def _full(self, link: int, new_rates: dict[int, float]) -> bool:
+        """Whether `link` is full (within 1e-9 of its capacity) at the flows' current rates, or at `new_rates` where given."""
+        used = sum(new_rates.get(flow_id, flow.rate_bytes_per_s) for flow_id, flow in self._flows_on[link].items())
+        return used >= self._capacity[link] * (1.0 - 1e-9)
 
     def _set_rate(self, flow: _Flow, rate: float) -> None:
         """Account the flow's progress at its old rate, then reschedule its end at the new one."""

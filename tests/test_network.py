@@ -145,12 +145,12 @@ def test_a_flow_joining_and_leaving_moves_the_others_rates():
     assert arrival(log, "a") == pytest.approx(4.4, rel=1e-12)
 
 
-def test_max_min_recomputes_only_the_component_that_changed():
+def test_max_min_reshares_only_the_flows_that_changed():
     # Two busy pairs that share no link: a flow starting or ending in one reshares only its own.
     env, net, log = make([1.0] * 4, [1.0] * 4)
     sizes = []
-    component = net._component
-    net._component = lambda links: sizes.append(len(component(links))) or component(links)
+    coupled = net._coupled_rates
+    net._coupled_rates = lambda links: sizes.append(len(coupled(links)[0])) or coupled(links)
     send(env, net, log, 0, 1, 100.0, "first pair")
     send(env, net, log, 2, 3, 100.0, "second pair")
     send(env, net, log, 0, 1, 1.0, "joins the first pair")
@@ -159,6 +159,68 @@ def test_max_min_recomputes_only_the_component_that_changed():
     assert sizes == [2, 1]
 
 
+def test_a_receiver_link_with_room_couples_no_senders():
+    # Senders 0 and 1 (uplinks 1 B/s) both send to 2 (downlink BIG, never full). Sender 0's next
+    # message, to 3, reshares sender 0's two flows only: sender 1's flow shares a link with them,
+    # but one with room to spare, so its rate cannot change.
+    env, net, log = make([1.0, 1.0, BIG, BIG], [BIG] * 4)
+    sizes = []
+    coupled = net._coupled_rates
+    net._coupled_rates = lambda links: sizes.append(len(coupled(links)[0])) or coupled(links)
+    send(env, net, log, 0, 2, 100.0, "a")
+    send(env, net, log, 1, 2, 100.0, "b")
+    net.settle()
+    send(env, net, log, 0, 3, 1.0, "c")
+    net.settle()
+    assert sizes[-1] == 2
+    assert sorted(flow.rate_bytes_per_s for flow in net._flows_on[4 + 2].values()) == [0.5, 1.0]
+
+
+def _component_rates(net):
+    """Every flow's max-min rate by filling its whole connected component: the reference the shortcut must equal."""
+    flows = {flow.flow_id: flow for on in net._flows_on for flow in on.values()}
+    parent = {}
+
+    def root(link):
+        while parent.setdefault(link, link) != link:
+            link = parent[link]
+        return link
+
+    for flow in flows.values():
+        parent[root(flow.up)] = root(flow.down)
+    groups = {}
+    for flow_id in sorted(flows):
+        groups.setdefault(root(flows[flow_id].up), []).append(flows[flow_id])
+    rates = {}
+    for group in groups.values():
+        for flow, rate in zip(group, max_min_rates([(f.up, f.down) for f in group], net._capacity, [f.bound for f in group])):
+            rates[flow.flow_id] = rate
+    return {flow_id: flows[flow_id].rate_bytes_per_s for flow_id in rates}, rates
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_resharing_the_coupled_flows_gives_the_whole_components_rates_to_the_bit(seed):
+    # Random senders and receivers over links of a few capacities (ties included), messages starting
+    # and ending at random times: after every reshare each flow's rate equals the full filling's.
+    rng = np.random.default_rng(seed)
+    n = 12
+    levels = [1.0, 2.0, 3.0, 10.0, BIG]
+    env, net, log = make(list(rng.choice(levels, n)), list(rng.choice(levels, n)))
+    checked = []
+    settle = net.settle
+
+    def settle_and_check():
+        settle()
+        have, want = _component_rates(net)
+        assert have == want
+        checked.append(len(have))
+
+    net.settle = settle_and_check
+    for k in range(60):
+        src, dst = rng.choice(n, 2, replace=False)
+        send(env, net, log, int(src), int(dst), float(rng.uniform(0.5, 20.0)), k, at_s=float(rng.uniform(0.0, 10.0)))
+    env.run()
+    assert len(log) == 60 and max(checked) >= 5
 class _CheckedNetwork(Network):
     """After every reshare, each flow's rate must equal a max-min recomputation over all flows in flight."""
 
