@@ -294,13 +294,19 @@ class World:
         that `nbytes` counts for it. `encoded`: the caller encoded the row already
         (`self.wire.encode_`) and `nbytes` counts it, as when one compressed row goes to several peers.
         """
-        if row is not None and self.adversary is not None:
-            row = self.adversary.outgoing(src, kind, row)
-        slot = None if row is None else self.pool.store(row) if self._dataflow is None else self._dataflow.store(row)
-        if slot is not None and not encoded and not self.wire.identity:
-            nbytes += self._encode(src, slot, kind) - self.model_bytes
-        message = Message(src, dst, kind, payload, nbytes, self.now, slot)
-        if self.churn is None or self.churn.admit(message):  # an offline end: dropped or held (p2psim.churn)
+        slot = None
+        if row is not None:
+            if self.adversary is not None:
+                row = self.adversary.outgoing(src, kind, row)
+            slot = self.pool.store(row) if self._dataflow is None else self._dataflow.store(row)
+            if not encoded and not self.wire.identity:
+                nbytes += self._encode(src, slot, kind) - self.model_bytes
+        message = Message(src, dst, kind, payload, nbytes, self.env.now, slot)
+        churn = self.churn
+        if churn is None:
+            self._in_flight += 1  # `_transmit` without churn, inlined: the hot path of every message
+            self.network.send(src, dst, nbytes, lambda: self._deliver(message), lambda: self._lose(message))
+        elif churn.admit(message):  # an offline end: dropped or held (p2psim.churn)
             self._transmit(message)
 
     def _transmit(self, message: Message) -> None:
@@ -464,15 +470,18 @@ class World:
         self._in_flight -= 1
         if self.churn is not None:
             self.churn.untrack(message)
-        if message.slot is not None:
-            message.row = self.pool.row(message.slot) if self._dataflow is None else self._dataflow.payload(message.slot)
+        slot = message.slot
+        if slot is None:
+            if not self._stop.triggered:
+                self._call(message.dst, "on_message", self.algorithm.on_message, message)
+            return
+        message.row = self.pool.row(slot) if self._dataflow is None else self._dataflow.payload(slot)
         try:
             if not self._stop.triggered:
                 self._call(message.dst, "on_message", self.algorithm.on_message, message)
         finally:
-            if message.slot is not None:
-                self.pool.release(message.slot)
-                message.row, message.slot = None, None
+            self.pool.release(slot)
+            message.row, message.slot = None, None
 
     def _lose(self, message: Message) -> None:
         """A fault lost the message on its way (p2psim.faults): it leaves the network, and no algorithm sees it."""

@@ -226,20 +226,23 @@ def latency_function(graph: nx.Graph, regions: list[str | None], access_s: np.nd
     for u, v, attributes in graph.edges(data=True):
         if "latency_ms" in attributes:
             explicit[(u, v)] = explicit[(v, u)] = attributes["latency_ms"] / 1e3
+    # Python lists of Python floats: read once per message, where numpy scalars cost a microsecond each;
+    # float64 sums in the same order, so the same floats as the arrays gave
     if regions[0] is None:
-        between = np.zeros((1, 1))
-        index = np.zeros(len(regions), dtype=np.int64)
+        between = [[0.0]]
+        index = [0] * len(regions)
     else:
         names = sorted(set(regions))
-        between = rtt_matrix_ms(names) / 2e3
+        between = (rtt_matrix_ms(names) / 2e3).tolist()
         position = {name: i for i, name in enumerate(names)}
-        index = np.array([position[r] for r in regions])
+        index = [position[r] for r in regions]
+    access = np.asarray(access_s, dtype=np.float64).tolist()
 
     def latency_s(src: int, dst: int) -> float:
         if explicit:
             value = explicit.get((src, dst))
             if value is not None:
                 return value
-        return float(between[index[src], index[dst]] + (access_s[src] + access_s[dst]))  # symmetric in floats
+        return between[index[src]][index[dst]] + (access[src] + access[dst])  # symmetric in floats
 
     return latency_s

@@ -132,7 +132,7 @@ class Network:
         self.model = NetworkModel() if model is None else model
         self._overhead_bytes = self.model.message_overhead_bytes
         self.n_peers = len(uplink_bytes_per_s)
-        tcp = self.model.tcp
+        tcp = self._tcp = self.model.tcp
         goodput = tcp.bandwidth_factor if tcp is not None else 1.0
         # Links 0..n-1 are uplinks, n..2n-1 downlinks; Python floats index faster than numpy scalars.
         self._base = [float(v) * goodput for v in uplink_bytes_per_s] + [float(v) * goodput for v in downlink_bytes_per_s]
@@ -182,35 +182,39 @@ class Network:
         n = self.n_peers
         if not (0 <= src < n and 0 <= dst < n) or src == dst:
             self._refuse(src, dst)
-        if not (math.isfinite(nbytes) and nbytes >= 0):
+        if not 0.0 <= nbytes < math.inf:  # NaN fails both
             raise ValueError(f"nbytes must be finite and >= 0, got {nbytes} (from {src} to {dst})")
         latency_s = float(self._latency_s(src, dst))
-        if not (math.isfinite(latency_s) and latency_s >= 0):
+        if not 0.0 <= latency_s < math.inf:
             raise ValueError(f"latency_s({src}, {dst}) must be finite and >= 0, got {latency_s}")
         wire_bytes = float(nbytes) + self._overhead_bytes
         self._sent[src] += wire_bytes
         self.messages_sent += 1
         now = self.env.now
+        up, down = src, n + dst
+        crumb_bytes = _CRUMB_RELATIVE * wire_bytes
         flow = _Flow(
-            next(self._flow_ids), src, dst, src, n + dst, wire_bytes, max(_CRUMB_BYTES, _CRUMB_RELATIVE * wire_bytes),
+            next(self._flow_ids), src, dst, up, down, wire_bytes, crumb_bytes if crumb_bytes > _CRUMB_BYTES else _CRUMB_BYTES,
             latency_s * self._latency_factor, wire_bytes, on_delivered, now, on_lost, 0.0, now,
         )
         if wire_bytes <= flow.crumb_bytes:
             self._propagate(flow)
             return flow
-        if self.model.tcp is not None:
+        if self._tcp is not None:
             self._start_tcp(flow, 2.0 * latency_s)
-        on_up, on_down = self._flows_on[flow.up], self._flows_on[flow.down]
+        on_up, on_down = self._flows_on[up], self._flows_on[down]
         alone = not on_up and not on_down
-        on_up[flow.flow_id] = flow
-        on_down[flow.flow_id] = flow
+        flow_id = flow.flow_id
+        on_up[flow_id] = flow
+        on_down[flow_id] = flow
         self._in_flight += 1
         if self._fluctuation is not None:
             self._track_period(flow)
         if alone:  # nobody to share with: its rate under either rule, without a search
-            self._set_rate(flow, min(self._capacity[flow.up], self._capacity[flow.down], flow.bound))
+            capacity = self._capacity
+            self._set_rate(flow, min(capacity[up], capacity[down], flow.bound))
         else:
-            self._reshare((flow.up, flow.down))
+            self._reshare((up, down))
         return flow
 
     def _refuse(self, src: int, dst: int) -> None:
@@ -401,21 +405,22 @@ class Network:
             return
         flow.in_flight = False
         self._in_flight -= 1
-        on_up, on_down = self._flows_on[flow.up], self._flows_on[flow.down]
+        up, down = flow.up, flow.down
+        on_up, on_down = self._flows_on[up], self._flows_on[down]
         del on_up[flow.flow_id]
         del on_down[flow.flow_id]
         if on_up or on_down:  # links left empty: no flow's rate changes
-            self._reshare((flow.up, flow.down))
-        self._propagate(flow)
+            self._reshare((up, down))
+        call_later(self.env, flow.latency_s, lambda _timer: self._deliver(flow))  # `_propagate`, inlined
 
     def _propagate(self, flow: _Flow) -> None:
         """Deliver the message after its propagation latency."""
         call_later(self.env, flow.latency_s, lambda _timer: self._deliver(flow))
 
     def _deliver(self, flow: _Flow) -> None:
+        """The message has arrived: count its bytes, then hand it to the receiver (unless a fault lost it or churn cut it)."""
         if flow.cancelled:
             return
-        """The message has arrived: count its bytes, then hand it to the receiver (unless a fault lost it)."""
         faults = self._faults
         if faults is not None and lost(faults, self._loss_draws, flow.src, flow.dst, flow.sent_s, self.env.now):
             self.messages_lost += 1

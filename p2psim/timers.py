@@ -9,6 +9,7 @@ every tie between them are those of `env.timeout(delay).callbacks.append(callbac
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import Any, Callable
 
 import simpy
@@ -23,9 +24,6 @@ class _Timer:
     __slots__ = ("callbacks",)
     _ok = True
 
-    def __init__(self, callback: Callable[[Any], None]):
-        self.callbacks = [callback]
-
 
 def call_later(env: simpy.Environment, delay_s: float, callback: Callable[[Any], None]) -> None:
     """Run `callback(timer)` at `env.now + delay_s`, ordered as `env.timeout(delay_s)` would be (`delay_s` >= 0).
@@ -37,4 +35,6 @@ def call_later(env: simpy.Environment, delay_s: float, callback: Callable[[Any],
     >>> env.run(); seen
     [('timer', 1.0), ('timer', 2.0), ('timeout', 2.0)]
     """
-    env.schedule(_Timer(callback), NORMAL, delay_s)
+    timer = _Timer()  # no __init__: one Python call less per timer
+    timer.callbacks = [callback]
+    heappush(env._queue, (env._now + delay_s, NORMAL, next(env._eid), timer))  # `env.schedule`'s entry, inlined
