@@ -143,6 +143,7 @@ class Network:
         # Flows on each link, keyed by flow id in start order (dicts keep insertion order).
         self._flows_on: list[dict[int, _Flow]] = [{} for _ in range(2 * self.n_peers)]
         self._dirty: dict[int, None] = {}  # links whose flows' rates may have changed at this instant (`settle`)
+        self._joined: dict[int, _Flow] = {}  # flows started beside others at this instant (max-min, `settle`)
         self._in_flight = 0
         variability = self.model.variability
         self._fluctuation = _Fluctuation(variability, self.n_peers, seed) if variability is not None else None
@@ -214,7 +215,7 @@ class Network:
             capacity = self._capacity
             self._set_rate(flow, min(capacity[up], capacity[down], flow.bound))
         else:
-            self._reshare((up, down))
+            self._join(flow)
         return flow
 
     def _refuse(self, src: int, dst: int) -> None:
@@ -309,9 +310,18 @@ class Network:
 
     def _reshare(self, links: Iterable[int]) -> None:
         """Mark `links` for new rates: shared out once for every change of this instant (`settle`)."""
-        if not self._dirty:
+        if not (self._dirty or self._joined):
             call_later(self.env, 0.0, lambda _timer: self.settle())
         self._dirty.update(dict.fromkeys(links))
+
+    def _join(self, flow: _Flow) -> None:
+        """A flow started beside others: under max-min only the links it fills are marked, at `settle`."""
+        if not self._max_min:
+            self._reshare((flow.up, flow.down))
+            return
+        if not (self._dirty or self._joined):
+            call_later(self.env, 0.0, lambda _timer: self.settle())
+        self._joined[flow.flow_id] = flow
 
     def settle(self) -> None:
         """Give new rates to the flows whose rate may have changed with the links marked at this instant.
@@ -322,11 +332,12 @@ class Network:
         events where one reshare per change cost O(flows^2). Whoever reads rates before it runs
         calls this first.
         """
-        if not self._dirty:
+        if not (self._dirty or self._joined):
             return
         links, self._dirty = list(self._dirty), {}
         if self._max_min:
-            flows, rates = self._coupled_rates(links)
+            joined, self._joined = [f for f in self._joined.values() if self.serialising(f)], {}
+            flows, rates = self._coupled_rates(links, joined)
             for flow, rate in zip(flows, rates):
                 self._set_rate(flow, rate)
             return
@@ -344,30 +355,47 @@ class Network:
             self._capacity[up] / len(self._flows_on[up]), self._capacity[down] / len(self._flows_on[down]), flow.bound
         )
 
-    def _coupled_rates(self, links: Iterable[int]) -> tuple[list[_Flow], list[float]]:
-        """The flows whose max-min rate may change with `links`, in start order, and their new rates.
+    def _coupled_rates(self, links: Iterable[int], joined: Iterable[_Flow] = ()) -> tuple[list[_Flow], list[float]]:
+        """The flows whose max-min rate may change with `links` and the `joined` flows, in start order, and their new rates.
 
         Flows are coupled through a link only where it is full: one with room to spare binds none
-        of its flows, so the set grows from `links` through full links alone (a network of home
-        uplinks splits into one small set a sender, not one component of every flow). Links with
-        room are left out of the filling, then checked to still have room at the new rates; one
-        that would not joins the set and the filling is redone. The rates are the ones filling
-        the whole component gives, to the bit: every link the filling reads holds all its flows.
+        of its flows, so the set grows from `links` (all their flows) and the joined flows through
+        full links alone (a network of home uplinks splits into one small set a sender, not one
+        component of every flow). Links with room are left out of the filling, then checked to
+        still have room at the new rates; one that would not joins the set and the filling is
+        redone. The rates are the ones filling the whole component gives, to the bit: every link
+        the filling reads holds all its flows.
         """
         flows_on, capacity = self._flows_on, self._capacity
         closed = set(links)
         todo = list(closed)
+        roomy: set[int] = set()  # links found with room at the current rates
         flows: dict[int, _Flow] = {}
+
+        def add(flow: _Flow) -> None:
+            if flow.flow_id in flows:
+                return
+            flows[flow.flow_id] = flow
+            for link in (flow.up, flow.down):
+                if link not in closed and link not in roomy:
+                    if self._full(link, {}):
+                        closed.add(link)
+                        todo.append(link)
+                    else:
+                        roomy.add(link)
+
+        for flow in joined:
+            add(flow)
         while True:
             while todo:
-                for flow_id, flow in flows_on[todo.pop()].items():
-                    if flow_id not in flows:
-                        flows[flow_id] = flow
-                        for link in (flow.up, flow.down):
-                            if link not in closed and self._full(link, {}):
-                                closed.add(link)
-                                todo.append(link)
+                for flow in flows_on[todo.pop()].values():
+                    add(flow)
             ordered = [flows[flow_id] for flow_id in sorted(flows)]
+            loose = [link for f in ordered if f.up not in closed and f.down not in closed for link in (f.up, f.down)]
+            if loose:  # a joined flow on two links with room: which one it fills, only filling both tells
+                closed.update(loose)
+                todo.extend(loose)
+                continue
             if len(ordered) == 1 and ordered[0].up in closed and ordered[0].down in closed:
                 flow = ordered[0]  # alone on both links (most often): no filling to do
                 return ordered, [min(capacity[flow.up], capacity[flow.down], flow.bound)]
