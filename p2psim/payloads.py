@@ -57,17 +57,13 @@ class RowPool:
         self._free = list(range(capacity - 1, -1, -1))
         self._held: list[int] = []  # released while `hold_released`: reusable after `recycle`
         self.hold_released = False  # deferred numerics: a slot's row may still be read by ops not yet run
+        self.in_use = 0  # rows holding a payload not yet released, or held (a counter: read at every store)
         self.peak_in_use = 0
 
     @property
     def capacity(self) -> int:
         """Rows allocated."""
         return self._capacity
-
-    @property
-    def in_use(self) -> int:
-        """Rows holding a payload not yet released."""
-        return self._capacity - len(self._free)
 
     @property
     def rows(self) -> torch.Tensor:
@@ -91,7 +87,7 @@ class RowPool:
             self._capacity = 2 * old
             self._free = list(range(2 * old - 1, old - 1, -1))
         slot = self._free.pop()
-        in_use = self._capacity - len(self._free)
+        in_use = self.in_use = self.in_use + 1
         if in_use > self.peak_in_use:
             self.peak_in_use = in_use
         return slot
@@ -102,9 +98,14 @@ class RowPool:
 
     def release(self, slot: int) -> None:
         """Give the slot back for reuse (after the next `recycle` while `hold_released`)."""
-        (self._held if self.hold_released else self._free).append(slot)
+        if self.hold_released:
+            self._held.append(slot)
+        else:
+            self._free.append(slot)
+            self.in_use -= 1
 
     def recycle(self) -> None:
         """Make the slots released while `hold_released` reusable."""
         self._free.extend(self._held)
+        self.in_use -= len(self._held)
         self._held = []

@@ -33,6 +33,7 @@ import networkx as nx
 from ..config import ScenarioError
 from ..mixing import MixingReport, pairwise_gossip_report
 from ..payloads import RowViews
+from ..uniform import UniformIndices
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class ADPSGD(Algorithm):
         self._waiting: list[GradientJob | None] = [None] * world.n_peers  # the job whose exchange is awaited
         self._partners = world.neighbors
         self._rows = RowViews(world.params)  # `world.params[i]`, each view made once: two are sent per exchange
+        self._draws = UniformIndices(world.rng)  # `world.rng.integers(k)`, drawn in blocks: its only user here
         self._active = [True] * world.n_peers
         if self.config.bipartite and world.n_peers > 1:
             colour = nx.bipartite.color(world.setup.graph)
@@ -103,7 +105,7 @@ class ADPSGD(Algorithm):
             if not world.is_computing(job.peer):  # churn: a peer back online may compute already
                 world.compute(job.peer)
             return
-        partner = partners[int(world.rng.integers(len(partners)))]
+        partner = partners[self._draws.below(len(partners))]
         self._exchanging[job.peer] = True
         self._waiting[job.peer] = job
         self._push(job, partner)

@@ -37,6 +37,7 @@ import numpy as np
 from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MAX_DENSE_PEERS, MixingReport, pairwise_gossip_report
 from ..payloads import RowViews
+from ..uniform import UniformIndices
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Gossip(Algorithm):
         self._exchanges: Counter[tuple[int, int]] = Counter()  # unordered pairs of completed push-pull exchanges
         self._model_bytes = world.model_bytes + (AGE_BYTES if config.merge == "age_weighted" else 0)
         self._rows = RowViews(world.params)  # `world.params[i]`, each view made once: one is sent per transfer
+        self._draws = UniformIndices(world.rng)  # `world.rng.integers(k)`, drawn in blocks: its only user here
 
     def on_gradient(self, job: GradientJob) -> None:
         peer = job.peer
@@ -142,10 +144,10 @@ class Gossip(Algorithm):
         world = self.world
         if self.config.partner == "neighbour":
             neighbours = world.neighbors[peer]
-            return neighbours[int(world.rng.integers(len(neighbours)))] if neighbours else None
+            return neighbours[self._draws.below(len(neighbours))] if neighbours else None
         if world.n_peers == 1:
             return None
-        other = int(world.rng.integers(world.n_peers - 1))
+        other = self._draws.below(world.n_peers - 1)
         return other + (other >= peer)
 
     def _initiate(self, peer: int, partner: int) -> None:
