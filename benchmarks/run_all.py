@@ -400,7 +400,7 @@ def scale_child(peers: int, steps: int, device: str, numerics: str, trace_memory
         "task data": sum(t.numel() * t.element_size() for t in (task.x_train, task.y_train, task.x_eval, task.y_eval)),
     }
     if world._dataflow is not None:
-        tensors["gradient pool"] = world._dataflow._grads.capacity * row_bytes
+        tensors["gradient rows"] = world._dataflow.peak_gradient_rows * row_bytes  # the most held at once (waves' outputs)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "peers": peers, "steps": outcome.info["steps"], "status": outcome.info["status"], "numerics": outcome.info["numerics"],

@@ -9,6 +9,8 @@ reads and writes (a gradient needs no snapshot: writes recorded after it wait fo
 indexed call and, when only gradients are ready, all of them in one vmapped call (a wave).
 Two ops that touch a common row, one of them writing it, are ordered by an edge in the
 order they were recorded, so ops ready together commute: the result is the eager one.
+A gradient's row is its wave's output, read in place until the gradient is used (no copy
+into a pool); rows still unused at the end of a flush are kept, copied out of their wave.
 Algorithms keep their own rows (a server's running sum, anchors, an outer optimizer's
 model) in `rows.new(k)` and act on them through the same interface in both modes:
 `EagerRows` runs each op at once, `Dataflow` records it.
@@ -146,7 +148,6 @@ class Dataflow:
         self._row_bytes = params.stride(0) * params.element_size()
         self._pool = pool
         pool.hold_released = True  # a reused slot would order unrelated peers' ops after each other: reuse after a flush
-        self._grads = RowPool(params.shape[1], capacity=max(16, params.shape[0]), dtype=params.dtype, device=params.device)
         self._optimizer = optimizer
         self._gradients = gradients
         self._batch_gradients = batch_gradients
@@ -156,6 +157,11 @@ class Dataflow:
         self._writer: dict[int, _Op] = {}  # row key -> the last op that wrote it
         self._readers: dict[int, list[_Op]] = {}  # row key -> ops that read it since its last write
         self._consumed: list[int] = []  # gradient slots free once the ops recorded so far have run
+        # a computed gradient's row: the output of its wave, read in place (no copy into a pool); slot -> (tensor, row)
+        self._gradient_at: dict[int, tuple[torch.Tensor, int]] = {}
+        self._slots = 0  # gradient slots handed out: each gradient's own
+        self._held = 0  # gradient slots not yet freed: a flush is due at max_rows
+        self.peak_gradient_rows = 0  # the most gradient rows held at once (the waves of one flush and those kept)
         self._last_start = -1.0  # when the last gradient recorded started
         self._own: list[torch.Tensor] = []  # the algorithm's rows (`new`): buffer GRADIENTS + 1 + position
         self._own_buffers: dict[int, int] = {}  # id of such a tensor -> its buffer
@@ -169,16 +175,18 @@ class Dataflow:
 
     def gradient(self, peer: int, job: Any) -> None:
         """Compute `job`'s gradient on `peer`'s row as it is now; `job.grad` becomes the handle of its row."""
-        if self._grads.in_use >= self._max_rows and job.started_at != self._last_start:
+        if self._held >= self._max_rows and job.started_at != self._last_start:
             self.flush()  # at an instant's first gradient: those of one instant (a synchronous round's) stay one wave
         self._last_start = job.started_at
-        slot = self._grads.reserve()
+        slot = self._slots
+        self._slots += 1
+        self._held += 1
         job.grad = RowHandle(GRADIENTS, slot)
         # it reads the row where the log stands now: writes recorded later wait for it, so no snapshot copy is needed
-        self._add((GRADIENT,), (peer, slot), (peer * STRIDE + PARAMS,), (slot * STRIDE + GRADIENTS,), job)
+        self._record((GRADIENT,), (peer, slot), peer * STRIDE + PARAMS, slot * STRIDE + GRADIENTS, job)
 
     def consumed(self, job: Any) -> None:
-        """`job`'s gradient has been used: its row is reused after the next flush."""
+        """`job`'s gradient has been used: its row is freed after the next flush."""
         self._consumed.append(job.grad.index)
 
     def payload(self, slot: int) -> RowHandle:
@@ -191,33 +199,33 @@ class Dataflow:
         if self._pool.in_use >= self._max_rows:
             self.flush()
         slot = self._pool.reserve()
-        self._add((COPY, PAYLOADS, buffer), (slot, index), (index * STRIDE + buffer,), (slot * STRIDE + PAYLOADS,))
+        self._record((COPY, PAYLOADS, buffer), (slot, index), index * STRIDE + buffer, slot * STRIDE + PAYLOADS)
         return slot
 
     def round(self, slot: int, dtype: torch.dtype) -> None:
         """Round the payload in `slot` to `dtype` and back, as the wire does (`p2psim.compression`)."""
-        self._add((ROUND, dtype), (slot,), (), (slot * STRIDE + PAYLOADS,))
+        self._record((ROUND, dtype), (slot,), -1, slot * STRIDE + PAYLOADS)
 
     def step(self, peer: int, grad: torch.Tensor | RowHandle, lr: float) -> None:
         """One step of the optimizer on `peer`'s row with `grad`, at `lr` (its count advanced now)."""
         buffer, index = self._source(grad)
         group = (STEP, lr, self._optimizer.batch_key(self._optimizer.advance(peer)), buffer, PARAMS, self._optimizer)
-        self._add(group, (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
+        self._record(group, (peer, index), index * STRIDE + buffer, peer * STRIDE + PARAMS)
 
     def lerp(self, peer: int, incoming: torch.Tensor | RowHandle, weight: float) -> None:
         """params[peer] = lerp(params[peer], incoming, weight)."""
         buffer, index = self._source(incoming)
-        self._add((LERP, weight, buffer), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
+        self._record((LERP, weight, buffer), (peer, index), index * STRIDE + buffer, peer * STRIDE + PARAMS)
 
     def add(self, peer: int, update: torch.Tensor | RowHandle, alpha: float) -> None:
         """params[peer] += alpha * update."""
         buffer, index = self._source(update)
-        self._add((ADD, alpha, buffer, PARAMS), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
+        self._record((ADD, alpha, buffer, PARAMS), (peer, index), index * STRIDE + buffer, peer * STRIDE + PARAMS)
 
     def copy(self, peer: int, value: torch.Tensor | RowHandle) -> None:
         """params[peer] = value."""
         buffer, index = self._source(value)
-        self._add((COPY, PARAMS, buffer), (peer, index), (index * STRIDE + buffer,), (peer * STRIDE + PARAMS,))
+        self._record((COPY, PARAMS, buffer), (peer, index), index * STRIDE + buffer, peer * STRIDE + PARAMS)
 
     def average(self, peers: tuple[int, ...] | list[int]) -> None:
         """Set the rows `peers` to their mean (a pair: the eager pair average's two in-place ops)."""
@@ -243,25 +251,25 @@ class Dataflow:
     def zero(self, row: torch.Tensor) -> None:
         """row = 0 (one of the algorithm's own rows)."""
         buffer, index = self._own_row(row)
-        self._add((ZERO, buffer), (index,), (), (index * STRIDE + buffer,))
+        self._record((ZERO, buffer), (index,), -1, index * STRIDE + buffer)
 
     def assign(self, row: torch.Tensor, value: torch.Tensor | RowHandle) -> None:
         """row = value."""
         buffer, index = self._own_row(row)
         source, at = self._source(value)
-        self._add((COPY, buffer, source), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+        self._record((COPY, buffer, source), (index, at), at * STRIDE + source, index * STRIDE + buffer)
 
     def accumulate(self, row: torch.Tensor, value: torch.Tensor | RowHandle, alpha: float) -> None:
         """row += alpha * value."""
         buffer, index = self._own_row(row)
         source, at = self._source(value)
-        self._add((ADD, alpha, source, buffer), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+        self._record((ADD, alpha, source, buffer), (index, at), at * STRIDE + source, index * STRIDE + buffer)
 
     def divide(self, row: torch.Tensor, value: torch.Tensor | RowHandle, divisor: float) -> None:
         """row = value / divisor."""
         buffer, index = self._own_row(row)
         source, at = self._source(value)
-        self._add((DIVIDE, divisor, source, buffer), (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+        self._record((DIVIDE, divisor, source, buffer), (index, at), at * STRIDE + source, index * STRIDE + buffer)
 
     def subtract(self, row: torch.Tensor, a: torch.Tensor | RowHandle, b: torch.Tensor | RowHandle) -> None:
         """row = a - b."""
@@ -284,7 +292,7 @@ class Dataflow:
         """Fresh optimizer state for `peer` (`RowOptimizer.reset`): its count now, its state rows when the log runs."""
         self._optimizer.reset_count(peer)
         if self._optimizer.has_state:  # the peer's steps write its row: ordering by that row orders them
-            self._add((RESET,), (peer,), (), (peer * STRIDE + PARAMS,))
+            self._record((RESET,), (peer,), -1, peer * STRIDE + PARAMS)
 
     def optimizer_step(
         self, optimizer: RowOptimizer, rows: torch.Tensor, i: int, grad: torch.Tensor | RowHandle, lr: float
@@ -295,7 +303,7 @@ class Dataflow:
             raise ValueError("deferred numerics: an optimizer's row index must be the row's index in its tensor")
         source, at = self._source(grad)
         group = (STEP, lr, optimizer.batch_key(optimizer.advance(i)), source, buffer, optimizer)
-        self._add(group, (index, at), (at * STRIDE + source,), (index * STRIDE + buffer,))
+        self._record(group, (index, at), at * STRIDE + source, index * STRIDE + buffer)
 
     def _own_row(self, row: torch.Tensor) -> tuple[int, int]:
         """The buffer and index of one of the algorithm's own rows (from `new`)."""
@@ -326,6 +334,35 @@ class Dataflow:
 
     def _add(self, group: tuple, rows: tuple, reads: tuple, writes: tuple, job: Any = None) -> None:
         self._link(_Op(group, rows, job), reads, writes)
+
+    def _record(self, group: tuple, rows: tuple, read: int, write: int, job: Any = None) -> None:
+        """`_add` of an op that reads at most one row key (`read`; -1: none) and writes one: the same edges, in the same order."""
+        op = _Op(group, rows, job)
+        writer = self._writer
+        waiting = 0
+        if read >= 0:
+            last = writer.get(read)
+            if last is not None:
+                last.after.append(op)
+                waiting = 1
+        last = writer.get(write)
+        if last is not None:
+            last.after.append(op)
+            waiting += 1
+        readers = self._readers.pop(write, None)
+        if readers is not None:
+            for reader in readers:
+                reader.after.append(op)
+            waiting += len(readers)
+        writer[write] = op
+        if read >= 0:
+            readers = self._readers.get(read)
+            if readers is None:
+                self._readers[read] = [op]
+            else:
+                readers.append(op)
+        op.waiting = waiting
+        self._ops.append(op)
 
     def _link(self, op: _Op, reads: tuple, writes: tuple) -> None:
         """Order `op` after the last writer of what it touches and after the readers of what it writes."""
@@ -377,15 +414,35 @@ class Dataflow:
                     if follower.waiting == 0:
                         (wave if follower.group[0] == GRADIENT else ready).append(follower)
         assert executed == len(ops), f"dataflow: {len(ops) - executed} ops never became ready (a cycle)"
-        for slot in self._consumed:
-            self._grads.release(slot)
-        self._consumed = []
+        self._free_gradients()
         self._pool.recycle()
+
+    def _free_gradients(self) -> None:
+        """Drop the consumed gradients' rows; keep the others (computed ahead of their use) in one tensor of their own."""
+        at = self._gradient_at
+        self.peak_gradient_rows = max(self.peak_gradient_rows, len(at))
+        for slot in self._consumed:
+            del at[slot]
+        self._held -= len(self._consumed)
+        self._consumed = []
+        waves: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}  # id of a wave's output -> it, its rows kept, their slots
+        for slot, (tensor, row) in at.items():
+            wave = waves.get(id(tensor))
+            if wave is None:
+                wave = waves[id(tensor)] = (tensor, [], [])
+            wave[1].append(row)
+            wave[2].append(slot)
+        for tensor, rows, slots in waves.values():
+            if len(rows) < len(tensor):  # so that no wave's whole output stays alive for a few of its rows
+                kept = tensor.index_select(0, self._index(rows))
+                at.update((slot, (kept, row)) for row, slot in enumerate(slots))
 
     def _tensor(self, buffer: int) -> torch.Tensor:
         if buffer > GRADIENTS:
             return self._own[buffer - GRADIENTS - 1]
-        return (self._params, self._pool.rows, self._grads.rows)[buffer]
+        if buffer == GRADIENTS:
+            raise TypeError("dataflow: gradient rows live in their waves' outputs: read them through _gather")
+        return self._params if buffer == PARAMS else self._pool.rows
 
     def _index(self, rows: Any) -> torch.Tensor:
         """Row indices as a tensor on the rows' device (index ops on a GPU take GPU indices)."""
@@ -399,8 +456,9 @@ class Dataflow:
             self._params[index] = self._params.index_select(0, index).mean(dim=0)
             return
         if kind == MEAN_OF:
-            target = self._tensor(group[3])
-            target[ops[0].rows[0]] = self._tensor(group[2]).index_select(0, self._index(ops[0].rows[1:])).mean(dim=0)
+            values = self._gather(group[2], list(ops[0].rows[1:]))
+            values = values if values._base is None else values.clone()  # reduced as before: a fresh contiguous copy
+            self._tensor(group[3])[ops[0].rows[0]] = values.mean(dim=0)
             return
         first = self._span([op.rows[0] for op in ops])
         if kind == ROUND:
@@ -414,11 +472,11 @@ class Dataflow:
         elif kind == RESET:
             self._optimizer.zero_states(first)
         elif kind == SUBTRACT:
-            a = self._read(group[2], self._span([op.rows[1] for op in ops]))
-            b = self._read(group[3], self._span([op.rows[2] for op in ops]))
+            a = self._gather(group[2], [op.rows[1] for op in ops])
+            b = self._gather(group[3], [op.rows[2] for op in ops])
             self._write(group[1], first, torch.sub(a, b))
         else:
-            source = self._read(group[3] if kind == STEP else group[2], self._span([op.rows[1] for op in ops]))
+            source = self._gather(group[3] if kind == STEP else group[2], [op.rows[1] for op in ops])
             if kind == COPY:
                 self._write(group[1], first, source)
             elif kind == STEP:
@@ -436,6 +494,25 @@ class Dataflow:
         if rows[-1] - start == count - 1 and rows == list(range(start, start + count)):
             return slice(start, start + count)
         return self._index(rows)
+
+    def _gather(self, buffer: int, rows: list[int]) -> torch.Tensor:
+        """The values of the rows an op group reads (a row may repeat): views where they allow, to read only."""
+        if buffer == GRADIENTS:
+            return self._gradient_rows(rows)
+        first = rows[0]
+        if len(rows) > 1 and rows.count(first) == len(rows):  # one row read by all (a model sent to each client)
+            row = self._tensor(buffer)[first]
+            return row.expand(len(rows), *row.shape)
+        return self._read(buffer, self._span(rows))
+
+    def _gradient_rows(self, slots: list[int]) -> torch.Tensor:
+        """The computed gradients of `slots`: a view of their wave's output where they are a slice of it, else a copy."""
+        locations = [self._gradient_at[slot] for slot in slots]
+        tensor = locations[0][0]
+        if all(location[0] is tensor for location in locations):
+            rows = self._span([row for _, row in locations])
+            return tensor[rows] if type(rows) is slice else tensor.index_select(0, rows)
+        return torch.stack([tensor[row] for tensor, row in locations])
 
     def _read(self, buffer: int, rows: slice | torch.Tensor) -> torch.Tensor:
         """The rows' values: a view for a slice (read it only), a copy for an index."""
@@ -467,11 +544,11 @@ class Dataflow:
         chunks = [ops] if self._batch_gradients else [[op] for op in ops]
         for chunk in chunks:
             peers = self._span([op.rows[0] for op in chunk])
-            slots = self._span([op.rows[1] for op in chunk])
             grads, losses, finite = self._gradients(self._read(PARAMS, peers), [op.job.batch for op in chunk])
-            self._write(GRADIENTS, slots, grads)
-            for op, loss, ok in zip(chunk, losses, finite):
+            at = self._gradient_at
+            for row, (op, loss, ok) in enumerate(zip(chunk, losses, finite)):
                 op.job.loss, op.job.finite = loss, ok
+                at[op.rows[1]] = (grads, row)
             self._batch_sizes.append(len(chunk))
 
 

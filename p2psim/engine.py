@@ -25,6 +25,7 @@ import torch
 from torch.func import functional_call, grad_and_value, vmap
 
 from .attacks import Adversary
+from .batches import BatchDraws
 from .compression import DTYPES as ROUNDINGS, Wire
 from .config import MAX_HISTORY_ROWS
 from .faults import LinkFaults
@@ -35,7 +36,7 @@ from .metrics import Evaluator, consensus_distance, consensus_distance_streamed
 from .network import Network
 from .optim import RowOptimizer, learning_rate
 from .payloads import RowPool, RowViews
-from .seeding import stream, streams
+from .seeding import stream
 from .stragglers import PeerTimings, StepClock
 from .tasks import TaskData
 from .timers import call_later
@@ -162,7 +163,6 @@ class World:
 
         self._progress = progress
         self._batch_gradients = scenario.engine.batch_gradients
-        self._batch_size = scenario.data.batch_size
         self._param_rows = RowViews(self.params)  # row views, made once
         # per-peer counters touched at every event: Python lists, whose items cost less to update than numpy's
         self._versions = [0] * self.n_peers
@@ -170,12 +170,11 @@ class World:
         self._computing = np.zeros(self.n_peers, dtype=bool)
         self._busy_since = [0.0] * self.n_peers
         self._busy_total = [0.0] * self.n_peers
-        self._batch_rngs = streams(scenario.seed, "batches", self.n_peers)  # stream(seed, "batches", i), hashed at once
+        self._batches = BatchDraws(setup.partitions, scenario.data.batch_size, scenario.seed)
         peers = scenario.peers
         self._step_clock = StepClock(
             setup.step_time_s, setup.stragglers, peers.step_time_distribution, peers.jitter, peers.pareto_alpha, scenario.seed
         )
-        self._partitions = setup.partitions
         self._in_flight = 0
 
         task = setup.task
@@ -268,9 +267,7 @@ class World:
         if self._computing[peer]:
             raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
         duration = self._step_clock.duration(peer, self.now)
-        local = self._partitions[peer]
-        batch = local[self._batch_rngs[peer].integers(0, len(local), self._batch_size)]
-        job = GradientJob(peer, self.now, self._versions[peer], self.steps, batch, duration)
+        job = GradientJob(peer, self.now, self._versions[peer], self.steps, self._batches.next(peer), duration)
         if self._dataflow is not None:
             self._dataflow.gradient(peer, job)
         else:

@@ -172,6 +172,32 @@ def test_a_chain_of_steps_runs_in_waves_of_every_peer_and_equals_the_hand_comput
     assert flow.pending == 0
 
 
+def test_gradients_computed_before_a_flush_and_applied_after_it_keep_the_rows_they_read():
+    # g(x) = 2 x, lr 0.25: a step halves the row its gradient read. One wave computes the four gradients; peer 0
+    # applies its own before the flush, peers 1-3 after it (their rows outlive the wave), once x_1 has become x_2.
+    def fake(rows, batches):
+        return 2 * rows, [0.0] * len(batches), [True] * len(batches)
+
+    params, _, _, flow, sizes = gossip_dataflow(4, 3, fake)
+    start = params.clone()
+    jobs = [Job() for _ in range(4)]
+    for peer, job in enumerate(jobs):
+        flow.gradient(peer, job)
+    flow.step(0, jobs[0].grad, 0.25)
+    flow.consumed(jobs[0])
+    flow.flush()
+    flow.copy(1, params[2])
+    for peer in (1, 2, 3):
+        flow.step(peer, jobs[peer].grad, 0.25)
+        flow.consumed(jobs[peer])
+    flow.flush()
+    assert sizes == [4]
+    expected = start / 2
+    expected[1] = start[2] - start[1] / 2
+    assert params.equal(expected)
+    assert flow.peak_gradient_rows == 4  # the wave's output; after the first flush, its three unused rows are kept alone
+
+
 def test_ops_on_disjoint_rows_batch_and_a_pair_average_equals_the_eager_one_bitwise():
     def never(rows, batches):
         raise AssertionError("no gradient recorded")
