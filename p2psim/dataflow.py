@@ -35,6 +35,7 @@ __all__ = ["Dataflow", "EagerRows", "RowHandle", "RowOps", "evaluate_gradients"]
 PARAMS, PAYLOADS, GRADIENTS = range(3)  # the buffers rows live in; then the algorithms' own (`new`)
 STRIDE = 64  # a row's key is index * STRIDE + buffer: at most STRIDE buffers
 COPY, GRADIENT, STEP, LERP, ADD, PAIR, MEAN, ROUND, ZERO, DIVIDE, SUBTRACT, RESET, MEAN_OF = range(13)  # op kinds
+GRADIENT_GROUP = (GRADIENT,)
 
 
 def evaluate_gradients(
@@ -144,6 +145,7 @@ class Dataflow:
         self._params = params  # never reallocated by the World: its rows are known by address
         self._params_base = params if params._base is None else params._base
         self._params_address = params.data_ptr()
+        self._params_count = len(params)
         self._row_shape = params.shape[1:]
         self._row_bytes = params.stride(0) * params.element_size()
         self._pool = pool
@@ -182,8 +184,21 @@ class Dataflow:
         self._slots += 1
         self._held += 1
         job.grad = RowHandle(GRADIENTS, slot)
-        # it reads the row where the log stands now: writes recorded later wait for it, so no snapshot copy is needed
-        self._record((GRADIENT,), (peer, slot), peer * STRIDE + PARAMS, slot * STRIDE + GRADIENTS, job)
+        # it reads the row where the log stands now: writes recorded later wait for it, so no snapshot copy is needed.
+        # `_record`'s edges, its own row being new: after the row's last writer; a reader of the row until its next write
+        op = _Op(GRADIENT_GROUP, (peer, slot), job)
+        key = peer * STRIDE + PARAMS
+        last = self._writer.get(key)
+        if last is not None:
+            last.after.append(op)
+            op.waiting = 1
+        self._writer[slot * STRIDE + GRADIENTS] = op
+        readers = self._readers.get(key)
+        if readers is None:
+            self._readers[key] = [op]
+        else:
+            readers.append(op)
+        self._ops.append(op)
 
     def consumed(self, job: Any) -> None:
         """`job`'s gradient has been used: its row is freed after the next flush."""
@@ -319,7 +334,7 @@ class Dataflow:
             return row.buffer, row.index
         base = getattr(row, "_base", None)
         if base is self._params_base:
-            buffer, start, rows = PARAMS, self._params_address, len(self._params)
+            buffer, start, rows = PARAMS, self._params_address, self._params_count
         else:
             buffer = self._own_buffers.get(id(base), -1)
             start, rows = (base.data_ptr(), len(base)) if buffer >= 0 else (0, 0)

@@ -203,6 +203,8 @@ class World:
         self._next_record_samples = scenario.metrics.eval_interval_samples or 0
         self._sample_limit = scenario.sample_limit()  # (samples, "samples" or "tokens"): stop.samples or stop.tokens
         self._step_limit = scenario.stop.steps
+        schedule = scenario.algorithm.schedule  # without warm-up, a constant schedule's lr is the lr at every clock
+        self._constant_lr = scenario.algorithm.lr if schedule.kind == "constant" and schedule.warmup == 0 else None
         self._record_interval_samples = scenario.metrics.eval_interval_samples
         self._stop = self.env.event()
         self.ctrl_c = False  # set by a Ctrl-C during run(): the run stops after the hook that is running
@@ -266,8 +268,9 @@ class World:
             return None
         if self._computing[peer]:
             raise SimulationError(f"peer {peer} at t={self.now:.6g} s: compute() while already computing")
-        duration = self._step_clock.duration(peer, self.now)
-        job = GradientJob(peer, self.now, self._versions[peer], self.steps, self._batches.next(peer), duration)
+        now = self.env.now
+        duration = self._step_clock.duration(peer, now)
+        job = GradientJob(peer, now, self._versions[peer], self.steps, self._batches.next(peer), duration)
         if self._dataflow is not None:
             self._dataflow.gradient(peer, job)
         else:
@@ -275,7 +278,7 @@ class World:
             self._pending.append(job)
         self._computing[peer] = True
         self._running[peer] = job
-        self._busy_since[peer] = self.now
+        self._busy_since[peer] = now
         call_later(self.env, duration, lambda _timer: self._finish(job))
         return job
 
@@ -324,18 +327,19 @@ class World:
         so a synchronous round's gradients have delay 0). Stopping rules count consumed
         gradients.
         """
-        if self.now != self._instant:  # gradients applied at this same instant are one update, not delays
-            self._instant, self._steps_before_instant = self.now, self.steps
-        row_staleness = self._versions[job.peer] - job.version
+        now, peer = self.env.now, job.peer
+        if now != self._instant:  # gradients applied at this same instant are one update, not delays
+            self._instant, self._steps_before_instant = now, self.steps
+        row_staleness = self._versions[peer] - job.version
         global_delay = self._steps_before_instant - job.global_step
         self.steps += 1
         self.samples += len(job.batch)
-        self._peer_steps[job.peer] += 1
-        self._peer_staleness[job.peer] += row_staleness
+        self._peer_steps[peer] += 1
+        self._peer_staleness[peer] += row_staleness
         window = self._window
         window.row_staleness += row_staleness
         window.global_delay += global_delay
-        window.age_s += self.now - job.started_at
+        window.age_s += now - job.started_at
         window.consumed += 1
         if self._dataflow is not None:
             self._dataflow.consumed(job)
@@ -343,6 +347,8 @@ class World:
 
     def lr(self, peer: int) -> float:
         """`peer`'s learning rate now: the scenario's lr under its schedule, at the row's optimizer steps or time."""
+        if self._constant_lr is not None:
+            return self._constant_lr
         config = self.setup.scenario.algorithm
         clock = self.now if config.schedule.clock == "time" else float(self.optimizer.steps[peer])
         return learning_rate(config.lr, config.schedule, clock)
@@ -429,17 +435,17 @@ class World:
             return
         if job.grad is None:
             self._evaluate(job)
-        peer = job.peer
+        peer, now, window = job.peer, self.env.now, self._window
         self._computing[peer] = False
-        self._busy_total[peer] += self.now - job.started_at
+        self._busy_total[peer] += now - job.started_at
         self.gradients_computed += 1
         if self.churn is not None:
-            self.churn.last_activity = self.now
+            self.churn.last_activity = now
         if self._dataflow is None:
-            self._window.train_loss += job.loss
+            window.train_loss += job.loss
         else:
-            self._window.deferred.append(job)  # its loss is known at the next flush
-        self._window.computed += 1
+            window.deferred.append(job)  # its loss is known at the next flush
+        window.computed += 1
         if not job.finite:
             self._diverge([peer], "non-finite gradient")
             return
