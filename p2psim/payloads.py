@@ -14,25 +14,26 @@ from .lazy import torch
 __all__ = ["RowPool", "RowViews"]
 
 
-class RowViews(dict):
+class RowViews:
     """`tensor[i]` for the rows of a tensor, each view made at its first use and kept.
 
-    Indexing a tensor costs microseconds, a dict nanoseconds: the engine and the algorithms read
-    a few rows per event. A dict, so that reading a view already made runs no Python code.
+    Indexing a tensor costs microseconds, a list nanoseconds: the engine and the algorithms read a few rows per event.
 
     >>> rows = torch.zeros(3, 2); views = RowViews(rows)
     >>> views[1].add_(1.0) is views[1], rows.tolist()
     (True, [[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     """
 
-    __slots__ = ("_tensor",)
+    __slots__ = ("_tensor", "_views")
 
     def __init__(self, tensor: torch.Tensor):
-        super().__init__()
         self._tensor = tensor
+        self._views: list[torch.Tensor | None] = [None] * len(tensor)
 
-    def __missing__(self, i: int) -> torch.Tensor:
-        view = self[i] = self._tensor[i]
+    def __getitem__(self, i: int) -> torch.Tensor:
+        view = self._views[i]
+        if view is None:
+            view = self._views[i] = self._tensor[i]
         return view
 
 
