@@ -408,8 +408,11 @@ class Dataflow:
         """Execute every recorded op: row operations as soon as ready, gradients in waves when nothing else is."""
         ops, self._ops = self._ops, []
         self._writer, self._readers = {}, {}
-        ready = [op for op in ops if op.waiting == 0 and op.group[0] != GRADIENT]
-        wave = [op for op in ops if op.waiting == 0 and op.group[0] == GRADIENT]
+        ready: list[_Op] = []
+        wave: list[_Op] = []
+        for op in ops:
+            if op.waiting == 0:
+                (wave if op.group[0] == GRADIENT else ready).append(op)
         executed = 0
         while ready or wave:
             if ready:
