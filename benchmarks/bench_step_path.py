@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         same = {k: v for k, v in measured[0].items() if not isinstance(v, float)}
         steady = all(r["digest"] == measured[0]["digest"] for r in measured)
         print(f"  {name:6s} " + " ".join(f"{k}={v:.4g}" for k, v in medians.items()), same, "" if steady else "(digest varies)")
+        print("         runs: " + "; ".join(" ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, float)) for r in measured))
 
 
 if __name__ == "__main__":

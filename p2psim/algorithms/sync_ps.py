@@ -111,8 +111,9 @@ class SyncPS(ServerAlgorithm):
             self._step()
             return
         world = self.world
+        model = world.params[self.server]  # one view for every send (each send copies it)
         for worker in self.workers:
-            world.send(self.server, worker, world.model_bytes, "model", self.round, row=world.params[self.server])
+            world.send(self.server, worker, world.model_bytes, "model", self.round, row=model)
         self._arm()
 
     def on_rejoin(self, peer: int) -> None:
@@ -164,6 +165,7 @@ class SyncPS(ServerAlgorithm):
         world.apply_gradient(self.server, self._center)
         self._arrived = []
         self.round += 1
+        model = world.params[self.server]  # one view for every send (each send copies it)
         for worker in self.workers:
-            world.send(self.server, worker, world.model_bytes, "model", self.round, row=world.params[self.server])
+            world.send(self.server, worker, world.model_bytes, "model", self.round, row=model)
         self._arm()
