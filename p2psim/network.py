@@ -410,7 +410,13 @@ class Network:
 
     def _full(self, link: int, new_rates: dict[int, float]) -> bool:
         """Whether `link` is full (within 1e-9 of its capacity) at the flows' current rates, or at `new_rates` where given."""
-        used = sum(new_rates.get(flow_id, flow.rate_bytes_per_s) for flow_id, flow in self._flows_on[link].items())
+        used = 0.0
+        if new_rates:
+            for flow_id, flow in self._flows_on[link].items():
+                used += new_rates.get(flow_id, flow.rate_bytes_per_s)
+        else:
+            for flow in self._flows_on[link].values():
+                used += flow.rate_bytes_per_s
         return used >= self._capacity[link] * (1.0 - 1e-9)
 
     def _set_rate(self, flow: _Flow, rate: float) -> None:
