@@ -28,46 +28,46 @@ def max_min_rates(
     [2.0, 8.0]
     """
     n = len(paths)
-    bounds = [math.inf] * n if bounds is None else bounds
-    remaining = {link: float(capacity[link]) for path in paths for link in path}
-    users: dict[int, list[int]] = {link: [] for link in remaining}
+    # Links numbered 0..m-1 in the order of their ids, so that ties between equal shares break as by id.
+    ids = sorted({link for path in paths for link in path})
+    number = {link: k for k, link in enumerate(ids)}
+    remaining = [float(capacity[link]) for link in ids]
+    users: list[list[int]] = [[] for _ in ids]
+    local_paths = []
     for i, path in enumerate(paths):
-        for link in path:
-            users[link].append(i)
-    count = {link: len(flows) for link, flows in users.items()}
+        local = [number[link] for link in path]
+        local_paths.append(local)
+        for k in local:
+            users[k].append(i)
+    count = [len(flows) for flows in users]
     # Shares only grow as flows freeze (a frozen flow took at most the share), so a heap of
     # (share, version, link) with stale entries skipped gives the next link to fill up.
-    version = dict.fromkeys(remaining, 0)
-    links = [(remaining[link] / count[link], 0, link) for link in remaining]
+    version = [0] * len(ids)
+    links = [(remaining[k] / count[k], 0, k) for k in range(len(ids))]
     heapq.heapify(links)
-    by_bound = sorted((b, i) for i, b in enumerate(bounds) if b < math.inf)
+    by_bound = sorted((b, i) for i, b in enumerate(bounds) if b < math.inf) if bounds is not None else []
     next_bound = 0
     rates: list[float | None] = [None] * n
     left = n
-
-    def freeze(i: int, rate: float) -> None:
-        rates[i] = rate
-        for link in paths[i]:
-            remaining[link] -= rate
-            count[link] -= 1
-            version[link] += 1
-            if count[link]:
-                heapq.heappush(links, (max(remaining[link], 0.0) / count[link], version[link], link))
-
+    push = heapq.heappush
     while left:
         while links and links[0][1] != version[links[0][2]]:
             heapq.heappop(links)
         while next_bound < len(by_bound) and rates[by_bound[next_bound][1]] is not None:
             next_bound += 1
-        link_level = links[0][0] if links else math.inf
-        if next_bound < len(by_bound) and by_bound[next_bound][0] <= link_level:
-            bound, i = by_bound[next_bound]
-            freeze(i, bound)
+        level = links[0][0] if links else math.inf
+        if next_bound < len(by_bound) and by_bound[next_bound][0] <= level:
+            level, i = by_bound[next_bound]
+            frozen = (i,)
+        else:
+            frozen = [i for i in users[heapq.heappop(links)[2]] if rates[i] is None]
+        for i in frozen:  # freeze at `level`: each link the flow crosses gives it up and reshares the rest
+            rates[i] = level
             left -= 1
-            continue
-        _, _, full = heapq.heappop(links)
-        for i in users[full]:
-            if rates[i] is None:
-                freeze(i, link_level)
-                left -= 1
+            for k in local_paths[i]:
+                remaining[k] -= level
+                count[k] -= 1
+                version[k] += 1
+                if count[k]:
+                    push(links, (max(remaining[k], 0.0) / count[k], version[k], k))
     return rates  # type: ignore[return-value]
