@@ -34,6 +34,7 @@ def measure(tree: str, benchmark: str, peers: int, amount: float) -> dict:
     sys.path[:0] = [tree, f"{tree}/benchmarks"]
     import run_all
     import torch
+
     from p2psim.build import build_run
     from p2psim.engine import World
 

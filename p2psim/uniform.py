@@ -29,7 +29,7 @@ class UniformIndices:
     True
     """
 
-    __slots__ = ("_rng", "_words", "_next")
+    __slots__ = ("_next", "_rng", "_words")
 
     def __init__(self, rng: np.random.Generator):
         self._rng = rng
