@@ -10,8 +10,9 @@ hand-written vmap floor timed in the same process. `scale N`: run_all's scale wo
 N peers, 2 steps each, deferred) built, then its run timed. Times are the run's alone (not the
 build's), in the process's CPU seconds (`time.process_time`, which others' load on a shared
 machine inflates less than the wall) and wall seconds; the floor's CPU seconds are its whole
-call's. The trees alternate (before, after, before, ...) and the table gives medians. `digest` hashes the history, the per-peer rows and the final parameters: equal
-digests mean the same results.
+call's. The trees alternate (before, after, before, ...) and the table gives medians and every
+run. `digest` hashes the history, the per-peer rows and the final parameters: equal digests mean
+the same results.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def measure(tree: str, args: list[str]) -> dict:
     sys.path[:0] = [tree, f"{tree}/benchmarks"]
     import run_all
     import torch
+
     from p2psim.build import build_run
     from p2psim.engine import World
     from p2psim.scenario import Scenario

@@ -351,7 +351,7 @@ class Dataflow:
         self._link(_Op(group, rows, job), reads, writes)
 
     def _record(self, group: tuple, rows: tuple, read: int, write: int, job: Any = None) -> None:
-        """`_add` of an op that reads at most one row key (`read`; -1: none) and writes one: the same edges, in the same order."""
+        """`_add` of an op that reads one row key or none (`read` = -1) and writes one: the same edges, in the same order."""
         op = _Op(group, rows, job)
         writer = self._writer
         waiting = 0
@@ -436,14 +436,14 @@ class Dataflow:
         self._pool.recycle()
 
     def _free_gradients(self) -> None:
-        """Drop the consumed gradients' rows; keep the others (computed ahead of their use) in one tensor of their own."""
+        """Drop the consumed gradients' rows; keep the others (computed ahead of their use), copied out of their wave."""
         at = self._gradient_at
         self.peak_gradient_rows = max(self.peak_gradient_rows, len(at))
         for slot in self._consumed:
             del at[slot]
         self._held -= len(self._consumed)
         self._consumed = []
-        waves: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}  # id of a wave's output -> it, its rows kept, their slots
+        waves: dict[int, tuple[torch.Tensor, list[int], list[int]]] = {}  # id of an output -> it, rows kept, their slots
         for slot, (tensor, row) in at.items():
             wave = waves.get(id(tensor))
             if wave is None:
