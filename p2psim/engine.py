@@ -674,11 +674,13 @@ class World:
         """Run the deferred numerics; False if a gradient finished so far was not finite (diverged at its finish)."""
         self._dataflow.flush()
         window = self._window
+        train_loss = window.train_loss  # summed in finishing order, as eager numerics do
         for job in window.deferred:
             if not job.finite:
                 self._diverge([job.peer], "non-finite gradient", at_s=job.started_at + job.duration_s)
                 return False
-        window.train_loss = sum((job.loss for job in window.deferred), window.train_loss)
+            train_loss += job.loss
+        window.train_loss = train_loss
         window.deferred = []
         return True
 
