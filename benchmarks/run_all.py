@@ -48,7 +48,9 @@ from p2psim.build import build_run  # noqa: E402
 from p2psim.compute_device import resolve_device, task_on  # noqa: E402
 from p2psim.dataflow import Dataflow  # noqa: E402
 from p2psim.engine import RunOutcome, World  # noqa: E402
+from p2psim.payloads import RowViews  # noqa: E402
 from p2psim.scenario import Scenario, load_scenario  # noqa: E402
+from p2psim.uniform import UniformIndices  # noqa: E402
 
 QUICKSTART = ROOT / "experiments" / "scenarios" / "quickstart.toml"
 DIGITS_TRAIN = 1438  # digits' training split at eval_fraction 0.2: the digits MLP runs up to this many peers
@@ -310,14 +312,15 @@ class PushGossip(Algorithm):
     config_class = PushGossipConfig
 
     def start(self) -> None:
+        self._rows, self._draws = RowViews(self.world.params), UniformIndices(self.world.rng)
         for peer in range(self.world.n_peers):
             self._push(peer)
 
     def _push(self, peer: int) -> None:
         world = self.world
         neighbours = world.neighbors[peer]
-        partner = neighbours[int(world.rng.integers(len(neighbours)))]
-        world.send(peer, partner, world.model_bytes, "model", row=world.params[peer])
+        partner = neighbours[self._draws.below(len(neighbours))]
+        world.send(peer, partner, world.model_bytes, "model", row=self._rows[peer])
 
     def on_message(self, message) -> None:
         self.world.mix_row(message.dst, message.row, 0.5)
