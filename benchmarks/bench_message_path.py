@@ -14,31 +14,22 @@ history, the per-peer rows and the final parameters: equal digests mean the same
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ab import child, digest, import_tree, row_of
+from ab import parser as ab_parser
 
 
 def measure(tree: str, benchmark: str, peers: int, amount: float) -> dict:
     """One timed run in this process, p2psim imported from `tree` (the child's side)."""
-    warnings.simplefilter("ignore")
-    sys.path[:0] = [tree, f"{tree}/benchmarks"]
-    import run_all
+    run_all = import_tree(tree)
     import torch
 
     from p2psim.build import build_run
     from p2psim.engine import World
-
-    torch.set_num_threads(1)
 
     def run(scenario):
         world = World(build_run(scenario))
@@ -48,44 +39,17 @@ def measure(tree: str, benchmark: str, peers: int, amount: float) -> dict:
         return time.process_time() - cpu, world, outcome
 
     if benchmark == "events":  # amount: simulated seconds
-        scenario = _events_scenario(run_all, peers, amount)
+        scenario = run_all.events_scenario(peers, amount)
         run(scenario.with_overrides({"stop.sim_time_s": amount / 10}))
     else:  # scale; amount: steps a peer
         scenario = run_all.scale_scenario(peers, int(amount), "cpu", "deferred")
         run(run_all.scale_scenario(max(64, peers // 10), int(amount), "cpu", "deferred"))
     cpu, world, outcome = run(scenario)
-    digest = hashlib.sha256()
-    digest.update(json.dumps(outcome.history, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(outcome.peers, sort_keys=True, default=str).encode())
-    digest.update(world.params.numpy().tobytes())
-    events = run_all._events(world)
-    return {"cpu_s": cpu, "events": events, "steps": outcome.info["steps"], "digest": digest.hexdigest()[:12]}
-
-
-def _events_scenario(run_all, peers: int, sim_time_s: float):
-    """`run_all.events_row`'s scenario: push gossip of a 6-parameter model over a random 4-regular graph of fibre links."""
-    from p2psim.algorithms.base import IMPLEMENTATIONS, register_algorithm
-    from p2psim.scenario import Scenario
-
-    if run_all.PushGossip.name not in IMPLEMENTATIONS:
-        register_algorithm(run_all.PushGossip)
-    return Scenario.from_dict({
-        "name": "events", "seed": 0,
-        "task": {"name": "logistic", "n_samples": 4 * peers, "n_features": 2, "n_classes": 2},
-        "peers": {"count": peers, "devices": {"h100_sxm": 1.0}, "links": {"fibre": 1.0}},
-        "topology": {"kind": "random_regular", "degree": 4},
-        "algorithm": {"name": run_all.PushGossip.name, "lr": 0.1},
-        "stop": {"sim_time_s": sim_time_s},
-        "metrics": {"eval_interval_s": 1e9, "sample_peers": 64},
-    })
+    return {"cpu_s": cpu, "events": run_all._events(world), "steps": outcome.info["steps"], "digest": digest(world, outcome)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="a tree of the commit to compare against")
-    parser.add_argument("--after", default=str(ROOT), help="the tree measured after (default: this one)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser = ab_parser(__doc__.splitlines()[0], repeats=5)
     parser.add_argument("benchmark", choices=["events", "scale"])
     parser.add_argument("peers", type=int)
     parser.add_argument("amount", type=float, help="events: simulated seconds; scale: steps a peer")
@@ -99,18 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     for repeat in range(args.repeats):
         order = trees if repeat % 2 == 0 else trees[::-1]
         command = [args.benchmark, str(args.peers), str(args.amount)]
-        running = [
-            (name, subprocess.Popen(
-                [sys.executable, __file__, "--before", args.before, "--child", tree, *command], stdout=subprocess.PIPE,
-                text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": tree},
-            ))
-            for name, tree in order
-        ]
+        running = [(name, child(__file__, tree, command)) for name, tree in order]
         for name, process in running:
-            stdout, _ = process.communicate()
-            if process.returncode:
-                raise SystemExit(f"{name} failed (exit {process.returncode})")
-            rows[name].append(json.loads(stdout.strip().splitlines()[-1]))
+            rows[name].append(row_of(name, process))
         loads.append(os.getloadavg()[0])
     print(f"{args.benchmark} {args.peers} {args.amount:g}: CPU seconds, medians of {args.repeats}; "
           f"1-min load average during: {' '.join(f'{x:.1f}' for x in loads)}")

@@ -17,32 +17,20 @@ the same results.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import os
-import statistics
-import subprocess
-import sys
 import time
-import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from ab import compare_in_turn, digest, import_tree
 
 
 def measure(tree: str, args: list[str]) -> dict:
     """One measurement in this process, with p2psim imported from `tree` (the child's side)."""
-    warnings.simplefilter("ignore")
-    sys.path[:0] = [tree, f"{tree}/benchmarks"]
-    import run_all
+    run_all = import_tree(tree)
     import torch
 
     from p2psim.build import build_run
     from p2psim.engine import World
     from p2psim.scenario import Scenario
 
-    torch.set_num_threads(1)
     worlds: list = []
 
     class Recorded(World):
@@ -56,13 +44,6 @@ def measure(tree: str, args: list[str]) -> dict:
             return self.outcome
 
     run_all.World = Recorded
-
-    def digest(world) -> str:
-        h = hashlib.sha256()
-        h.update(json.dumps(world.outcome.history, sort_keys=True, default=str).encode())
-        h.update(json.dumps(world.outcome.peers, sort_keys=True, default=str).encode())
-        h.update(world.params.numpy().tobytes())
-        return h.hexdigest()[:12]
 
     if args[0] == "fedavg":
         job = run_all.FedAvgJob()
@@ -78,42 +59,17 @@ def measure(tree: str, args: list[str]) -> dict:
         floor = run_all.fedavg_vmap_loop(job, task)
         floor_cpu = time.process_time() - floor_cpu
         return {"cpu_s": cpu, "wall_s": row["wall_s"], "floor_cpu_s": floor_cpu, "floor_wall_s": floor["wall_s"],
-                "x_floor_cpu": cpu / floor_cpu, "accuracy": row["accuracy"], "digest": digest(worlds[-1])}
+                "x_floor_cpu": cpu / floor_cpu, "accuracy": row["accuracy"], "digest": digest(worlds[-1], worlds[-1].outcome)}
     peers = int(args[1])
     world = Recorded(build_run(run_all.scale_scenario(peers, 2, "cpu", "deferred")))
     torch.set_num_threads(1)
     wall = time.perf_counter()
     world.run()
-    return {"cpu_s": world.cpu_s, "wall_s": time.perf_counter() - wall, "digest": digest(world)}
+    return {"cpu_s": world.cpu_s, "wall_s": time.perf_counter() - wall, "digest": digest(world, world.outcome)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", required=True, help="a worktree of the commit to compare against")
-    parser.add_argument("--after", default=str(ROOT), help="the tree measured after (default: this one)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("benchmark", nargs="+", help="fedavg | scale PEERS")
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(measure(args.child, args.benchmark)))
-        return
-    trees = {"before": args.before, "after": args.after}
-    rows: dict[str, list[dict]] = {name: [] for name in trees}
-    loads = [os.getloadavg()[0]]
-    for _ in range(args.repeats):
-        for name, tree in trees.items():
-            done = subprocess.run([sys.executable, __file__, "--before", args.before, "--child", tree, *args.benchmark],
-                                  capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            rows[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-        loads.append(os.getloadavg()[0])
-    print(f"{' '.join(args.benchmark)}: medians of {args.repeats}; 1-min load average during: {' '.join(f'{x:.1f}' for x in loads)}")
-    for name, measured in rows.items():
-        medians = {k: statistics.median(r[k] for r in measured) for k, v in measured[0].items() if isinstance(v, float)}
-        same = {k: v for k, v in measured[0].items() if not isinstance(v, float)}
-        steady = all(r["digest"] == measured[0]["digest"] for r in measured)
-        print(f"  {name:6s} " + " ".join(f"{k}={v:.4g}" for k, v in medians.items()), same, "" if steady else "(digest varies)")
-        print("         runs: " + "; ".join(" ".join(f"{k}={v:.4g}" for k, v in r.items() if isinstance(v, float)) for r in measured))
+    compare_in_turn(__file__, measure, "fedavg | scale PEERS", argv, every_run=True)
 
 
 if __name__ == "__main__":

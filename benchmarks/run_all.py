@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -327,14 +325,11 @@ class PushGossip(Algorithm):
         self._push(message.dst)
 
 
-def events_row(peers: int, sim_time_s: float) -> dict:
-    """Events and messages per wall second of push gossip over a random 4-regular graph of home fibre links.
-
-    Measured warm: a run of a tenth of `sim_time_s` of the same scenario comes first.
-    """
+def events_scenario(peers: int, sim_time_s: float) -> Scenario:
+    """Push gossip of a 6-parameter model over a random 4-regular graph of home fibre links, for `sim_time_s`."""
     if PushGossip.name not in IMPLEMENTATIONS:
         register_algorithm(PushGossip)
-    scenario = Scenario.from_dict({
+    return Scenario.from_dict({
         "name": "events", "seed": 0,
         "task": {"name": "logistic", "n_samples": 4 * peers, "n_features": 2, "n_classes": 2},
         "peers": {"count": peers, "devices": {"h100_sxm": 1.0}, "links": {"fibre": 1.0}},
@@ -343,6 +338,11 @@ def events_row(peers: int, sim_time_s: float) -> dict:
         "stop": {"sim_time_s": sim_time_s},
         "metrics": {"eval_interval_s": 1e9, "sample_peers": 64},
     })
+
+
+def events_row(peers: int, sim_time_s: float) -> dict:
+    """Events and messages per wall second of `events_scenario`, warm: a run of a tenth of `sim_time_s` comes first."""
+    scenario = events_scenario(peers, sim_time_s)
     _timed_run(scenario.with_overrides({"stop.sim_time_s": sim_time_s / 10}))
     wall, world, outcome = _timed_run(scenario)
     events, messages = _events(world), outcome.info["messages"]
