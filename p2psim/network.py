@@ -315,8 +315,11 @@ class Network:
         self._dirty.update(dict.fromkeys(links))
 
     def _join(self, flow: _Flow) -> None:
-        """A flow started beside others: under max-min only the links it fills are marked, at `settle`."""
-        if not self._max_min:
+        """A flow started beside others: under max-min only the links it fills are marked, at `settle`.
+
+        Where capacities fluctuate, both are: the start may have given a link its period's capacity.
+        """
+        if not self._max_min or self._fluctuation is not None:
             self._reshare((flow.up, flow.down))
             return
         if not (self._dirty or self._joined):
