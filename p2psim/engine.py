@@ -302,11 +302,7 @@ class World:
             if not encoded and not self.wire.identity:
                 nbytes += self._encode(src, slot, kind) - self.model_bytes
         message = Message(src, dst, kind, payload, nbytes, self.env.now, slot)
-        churn = self.churn
-        if churn is None:
-            self._in_flight += 1  # `_transmit` without churn, inlined: the hot path of every message
-            self.network.send(src, dst, nbytes, lambda: self._deliver(message), lambda: self._lose(message))
-        elif churn.admit(message):  # an offline end: dropped or held (p2psim.churn)
+        if self.churn is None or self.churn.admit(message):  # an offline end: dropped or held (p2psim.churn)
             self._transmit(message)
 
     def _transmit(self, message: Message) -> None:
@@ -474,17 +470,15 @@ class World:
         if self.churn is not None:
             self.churn.untrack(message)
         slot = message.slot
-        if slot is None:
-            if not self._stop.triggered:
-                self._call(message.dst, "on_message", self.algorithm.on_message, message)
-            return
-        message.row = self.pool.row(slot) if self._dataflow is None else self._dataflow.payload(slot)
+        if slot is not None:
+            message.row = self.pool.row(slot) if self._dataflow is None else self._dataflow.payload(slot)
         try:
             if not self._stop.triggered:
                 self._call(message.dst, "on_message", self.algorithm.on_message, message)
         finally:
-            self.pool.release(slot)
-            message.row, message.slot = None, None
+            if slot is not None:
+                self.pool.release(slot)
+                message.row, message.slot = None, None
 
     def _lose(self, message: Message) -> None:
         """A fault lost the message on its way (p2psim.faults): it leaves the network, and no algorithm sees it."""

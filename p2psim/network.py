@@ -310,8 +310,7 @@ class Network:
 
     def _reshare(self, links: Iterable[int]) -> None:
         """Mark `links` for new rates: shared out once for every change of this instant (`settle`)."""
-        if not (self._dirty or self._joined):
-            call_later(self.env, 0.0, lambda _timer: self.settle())
+        self._settle_later()
         self._dirty.update(dict.fromkeys(links))
 
     def _join(self, flow: _Flow) -> None:
@@ -322,9 +321,13 @@ class Network:
         if not self._max_min or self._fluctuation is not None:
             self._reshare((flow.up, flow.down))
             return
+        self._settle_later()
+        self._joined[flow.flow_id] = flow
+
+    def _settle_later(self) -> None:
+        """Queue `settle` after the events waiting at this instant, unless a change of this instant queued it."""
         if not (self._dirty or self._joined):
             call_later(self.env, 0.0, lambda _timer: self.settle())
-        self._joined[flow.flow_id] = flow
 
     def settle(self) -> None:
         """Give new rates to the flows whose rate may have changed with the links marked at this instant.
@@ -448,7 +451,7 @@ class Network:
         del on_down[flow.flow_id]
         if on_up or on_down:  # links left empty: no flow's rate changes
             self._reshare((up, down))
-        call_later(self.env, flow.latency_s, lambda _timer: self._deliver(flow))  # `_propagate`, inlined
+        self._propagate(flow)
 
     def _propagate(self, flow: _Flow) -> None:
         """Deliver the message after its propagation latency."""
