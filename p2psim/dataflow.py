@@ -185,20 +185,7 @@ class Dataflow:
         self._held += 1
         job.grad = RowHandle(GRADIENTS, slot)
         # it reads the row where the log stands now: writes recorded later wait for it, so no snapshot copy is needed.
-        # `_record`'s edges, its own row being new: after the row's last writer; a reader of the row until its next write
-        op = _Op(GRADIENT_GROUP, (peer, slot), job)
-        key = peer * STRIDE + PARAMS
-        last = self._writer.get(key)
-        if last is not None:
-            last.after.append(op)
-            op.waiting = 1
-        self._writer[slot * STRIDE + GRADIENTS] = op
-        readers = self._readers.get(key)
-        if readers is None:
-            self._readers[key] = [op]
-        else:
-            readers.append(op)
-        self._ops.append(op)
+        self._record(GRADIENT_GROUP, (peer, slot), peer * STRIDE + PARAMS, slot * STRIDE + GRADIENTS, job)
 
     def consumed(self, job: Any) -> None:
         """`job`'s gradient has been used: its row is freed after the next flush."""
