@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +144,9 @@ class Network:
         self._flows_on: list[dict[int, _Flow]] = [{} for _ in range(2 * self.n_peers)]
         self._dirty: dict[int, None] = {}  # links whose flows' rates may have changed at this instant (`settle`)
         self._joined: dict[int, _Flow] = {}  # flows started beside others at this instant (max-min, `settle`)
+        # Flows below this rate keep it at `settle`: the lowest rate of the flows that left at this
+        # instant, or 0 once anything else changed (`_coupled_rates`).
+        self._kept_below = math.inf
         self._in_flight = 0
         variability = self.model.variability
         self._fluctuation = _Fluctuation(variability, self.n_peers, seed) if variability is not None else None
@@ -245,7 +248,7 @@ class Network:
         self._in_flight -= 1
         del self._flows_on[flow.up][flow.flow_id]
         del self._flows_on[flow.down][flow.flow_id]
-        self._reshare((flow.up, flow.down))
+        self._leave(flow)
 
     def _start_tcp(self, flow: _Flow, rtt_s: float) -> None:
         """Bound the flow by its TCP window and loss-limited rate; in slow start, double the window every RTT."""
@@ -311,7 +314,16 @@ class Network:
     def _reshare(self, links: Iterable[int]) -> None:
         """Mark `links` for new rates: shared out once for every change of this instant (`settle`)."""
         self._settle_later()
+        self._kept_below = 0.0
         self._dirty.update(dict.fromkeys(links))
+
+    def _leave(self, flow: _Flow) -> None:
+        """A flow left its links: mark them; flows slower than it keep their rates (`_coupled_rates`)."""
+        self._settle_later()
+        if flow.rate_bytes_per_s < self._kept_below:
+            self._kept_below = flow.rate_bytes_per_s
+        self._dirty[flow.up] = None
+        self._dirty[flow.down] = None
 
     def _join(self, flow: _Flow) -> None:
         """A flow started beside others: under max-min only the links it fills are marked, at `settle`.
@@ -336,14 +348,24 @@ class Network:
         broadcast to 100 clients, their replies, flows ending together) are shared out once, by
         an event queued after those waiting at this instant: O(flows) rate updates and completion
         events where one reshare per change cost O(flows^2). Whoever reads rates before it runs
-        calls this first.
+        calls this first. Under max-min, flows slower than the first level where filling would
+        see the change keep their rates (Bertsekas & Gallager's filling freezes them as before):
+        the slowest rate of the flows that left, the level at which a joined flow's link fills,
+        a joined flow's bound; 0 where a capacity or a bound changed.
         """
         if not (self._dirty or self._joined):
             return
         links, self._dirty = list(self._dirty), {}
+        kept_below, self._kept_below = self._kept_below, math.inf
         if self._max_min:
-            joined, self._joined = [f for f in self._joined.values() if self.serialising(f)], {}
-            flows, rates = self._coupled_rates(links, joined)
+            starting, self._joined = {i: f for i, f in self._joined.items() if self.serialising(f)}, {}
+            joined = list(starting.values())
+            for link in {link for flow in joined for link in (flow.up, flow.down)}:
+                kept_below = min(kept_below, self._filled_at(link, starting))
+            for flow in joined:
+                kept_below = min(kept_below, flow.bound)
+            # Rates equal in exact arithmetic may differ by a few ulps: those within 1e-9 are refilled too.
+            flows, rates = self._coupled_rates(links, joined, kept_below * (1.0 - 1e-9))
             for flow, rate in zip(flows, rates):
                 self._set_rate(flow, rate)
             return
@@ -354,6 +376,20 @@ class Network:
                     seen.add(flow_id)
                     self._set_rate(flow, self._equal_share(flow))
 
+    def _filled_at(self, link: int, starting: Container[int]) -> float:
+        """The level at which progressive filling fills `link` now `starting` flows joined it, the others as they were.
+
+        Its other flows slower than that keep their rates; the rest of the link is shared by those left.
+        """
+        flows = self._flows_on[link]
+        room, left = self._capacity[link], len(flows)
+        for rate in sorted(f.rate_bytes_per_s for flow_id, f in flows.items() if flow_id not in starting):
+            if rate * left >= room:
+                break
+            room -= rate
+            left -= 1
+        return room / left
+
     def _equal_share(self, flow: _Flow) -> float:
         """The smaller of the flow's equal shares of its two links, within its own bound."""
         up, down = flow.up, flow.down
@@ -361,7 +397,9 @@ class Network:
             self._capacity[up] / len(self._flows_on[up]), self._capacity[down] / len(self._flows_on[down]), flow.bound
         )
 
-    def _coupled_rates(self, links: Iterable[int], joined: Iterable[_Flow] = ()) -> tuple[list[_Flow], list[float]]:
+    def _coupled_rates(
+        self, links: Iterable[int], joined: Iterable[_Flow] = (), kept_below: float = 0.0
+    ) -> tuple[list[_Flow], list[float]]:
         """The flows whose max-min rate may change with `links` and the `joined` flows, in start order, and their new rates.
 
         Flows are coupled through a link only where it is full: one with room to spare binds none
@@ -369,17 +407,21 @@ class Network:
         full links alone (a network of home uplinks splits into one small set a sender, not one
         component of every flow). Links with room are left out of the filling, then checked to
         still have room at the new rates; one that would not joins the set and the filling is
-        redone. The rates are the ones filling the whole component gives, to the bit: every link
-        the filling reads holds all its flows.
+        redone. Flows slower than `kept_below` stay out of the set too: progressive filling
+        freezes them as before, at their rates, until it reaches the first level where the
+        change shows (`settle` finds it), and the filling starts from what they leave of each link.
+        The rates are the ones filling the whole component gives, to the bit: every link the
+        filling reads holds all its flows, its slow ones taken off in the order filling freezes them.
         """
         flows_on, capacity = self._flows_on, self._capacity
         closed = set(links)
         todo = list(closed)
         roomy: set[int] = set()  # links found with room at the current rates
         flows: dict[int, _Flow] = {}
+        starting = {flow.flow_id for flow in joined}  # no rate yet
 
         def add(flow: _Flow) -> None:
-            if flow.flow_id in flows:
+            if flow.flow_id in flows or (flow.rate_bytes_per_s < kept_below and flow.flow_id not in starting):
                 return
             flows[flow.flow_id] = flow
             for link in (flow.up, flow.down):
@@ -397,22 +439,42 @@ class Network:
                 for flow in flows_on[todo.pop()].values():
                     add(flow)
             ordered = [flows[flow_id] for flow_id in sorted(flows)]
+            if not ordered:
+                return [], []
             loose = [link for f in ordered if f.up not in closed and f.down not in closed for link in (f.up, f.down)]
             if loose:  # a joined flow on two links with room: which one it fills, only filling both tells
                 closed.update(loose)
                 todo.extend(loose)
                 continue
+            left, frozen = self._left_by_slow(closed, kept_below, flows) if kept_below > 0.0 else (capacity, None)
             if len(ordered) == 1 and ordered[0].up in closed and ordered[0].down in closed:
                 flow = ordered[0]  # alone on both links (most often): no filling to do
-                return ordered, [min(capacity[flow.up], capacity[flow.down], flow.bound)]
+                return ordered, [min(left[flow.up], left[flow.down], flow.bound)]
             paths = [[link for link in (f.up, f.down) if link in closed] for f in ordered]
-            rates = max_min_rates(paths, capacity, [f.bound for f in ordered])
+            rates = max_min_rates(paths, left, [f.bound for f in ordered], frozen)
             new = {f.flow_id: rate for f, rate in zip(ordered, rates)}
             open_links = {link for f in ordered for link in (f.up, f.down)} - closed
             todo = sorted(link for link in open_links if self._full(link, new))
             if not todo:
                 return ordered, rates
             closed.update(todo)
+
+    def _left_by_slow(
+        self, links: Iterable[int], kept_below: float, refilled: dict[int, _Flow]
+    ) -> tuple[dict[int, float], dict[int, int]]:
+        """What the flows slower than `kept_below` (other than `refilled`) leave of each link, taken off slowest first, and how many they are."""
+        left, frozen = {}, {}
+        for link in links:
+            slow = sorted(
+                f.rate_bytes_per_s
+                for flow_id, f in self._flows_on[link].items()
+                if f.rate_bytes_per_s < kept_below and flow_id not in refilled
+            )
+            room = self._capacity[link]
+            for rate in slow:
+                room -= rate
+            left[link], frozen[link] = room, len(slow)
+        return left, frozen
 
     def _full(self, link: int, new_rates: dict[int, float]) -> bool:
         """Whether `link` is full (within 1e-9 of its capacity) at the flows' current rates, or at `new_rates` where given."""
@@ -450,7 +512,7 @@ class Network:
         del on_up[flow.flow_id]
         del on_down[flow.flow_id]
         if on_up or on_down:  # links left empty: no flow's rate changes
-            self._reshare((up, down))
+            self._leave(flow)
         self._propagate(flow)
 
     def _propagate(self, flow: _Flow) -> None:
