@@ -16,17 +16,13 @@ __all__ = ["max_min_rates"]
 
 
 def max_min_rates(
-    paths: Sequence[Sequence[int]],
-    capacity: Mapping[int, float] | Sequence[float],
-    bounds: Sequence[float] | None = None,
-    frozen: Mapping[int, int] | None = None,
+    paths: Sequence[Sequence[int]], capacity: Mapping[int, float] | Sequence[float], bounds: Sequence[float] | None = None
 ) -> list[float]:
     """Max-min fair rate of each flow, given the links each crosses, link capacities and per-flow bounds.
 
     ``paths[i]`` lists the links flow ``i`` crosses; ``capacity[link]`` is what the link
-    carries in all; ``bounds[i]`` caps flow ``i`` alone (``math.inf``: no cap). Where the
-    filling resumes after ``frozen[link]`` slower flows left out of ``paths`` were frozen on a
-    link, ``capacity[link]`` is what they left: equal shares then break ties as they would have.
+    carries in all (what other flows leave it: a hair below zero counts as zero); ``bounds[i]``
+    caps flow ``i`` alone (``math.inf``: no cap).
 
     >>> # One link of 10 shared by a flow that can take only 2 and one that can take anything.
     >>> max_min_rates([[0], [0]], {0: 10.0}, [2.0, math.inf])
@@ -47,8 +43,8 @@ def max_min_rates(
     count = [len(flows) for flows in users]
     # Shares only grow as flows freeze (a frozen flow took at most the share), so a heap of
     # (share, version, link) with stale entries skipped gives the next link to fill up.
-    version = [0] * len(ids) if frozen is None else [frozen.get(link, 0) for link in ids]
-    links = [(max(remaining[k], 0.0) / count[k], version[k], k) for k in range(len(ids))]
+    version = [0] * len(ids)
+    links = [(max(remaining[k], 0.0) / count[k], 0, k) for k in range(len(ids))]
     heapq.heapify(links)
     by_bound = sorted((b, i) for i, b in enumerate(bounds) if b < math.inf) if bounds is not None else []
     next_bound = 0

@@ -98,8 +98,8 @@ class Network:
     A message of S bytes from ``src`` to ``dst`` (plus ``message_overhead_bytes``) is a flow
     over ``src``'s uplink and ``dst``'s downlink. With ``sharing = "max_min"`` (default) the
     flows in flight get max-min fair rates (progressive filling, `maxmin.max_min_rates`),
-    recomputed when a flow starts or ends, or its bound or a capacity changes, over the
-    connected component of flows sharing links with the change only. With
+    recomputed when a flow starts or ends, or its bound or a capacity changes, for the flows
+    the change moves only (`_refilled_rates`). With
     ``"equal_share"`` a flow's rate is ``min(uplink / flows on it, downlink / flows on it)``
     and capacity a flow leaves unused is not redistributed. When the last byte has been
     serialised the message propagates for ``latency_s(src, dst)`` (x TCP's latency factor),
@@ -145,7 +145,7 @@ class Network:
         self._dirty: dict[int, None] = {}  # links whose flows' rates may have changed at this instant (`settle`)
         self._joined: dict[int, _Flow] = {}  # flows started beside others at this instant (max-min, `settle`)
         # Flows below this rate keep it at `settle`: the lowest rate of the flows that left at this
-        # instant, or 0 once anything else changed (`_coupled_rates`).
+        # instant, or 0 once anything else changed (`_refilled_rates`).
         self._kept_below = math.inf
         self._in_flight = 0
         variability = self.model.variability
@@ -318,7 +318,7 @@ class Network:
         self._dirty.update(dict.fromkeys(links))
 
     def _leave(self, flow: _Flow) -> None:
-        """A flow left its links: mark them; flows slower than it keep their rates (`_coupled_rates`)."""
+        """A flow left its links: mark them; flows slower than it keep their rates (`_refilled_rates`)."""
         self._settle_later()
         if flow.rate_bytes_per_s < self._kept_below:
             self._kept_below = flow.rate_bytes_per_s
@@ -365,9 +365,10 @@ class Network:
             for flow in joined:
                 kept_below = min(kept_below, flow.bound)
             # Rates equal in exact arithmetic may differ by a few ulps: those within 1e-9 are refilled too.
-            flows, rates = self._coupled_rates(links, joined, kept_below * (1.0 - 1e-9))
+            flows, rates = self._refilled_rates(links, joined, kept_below * (1.0 - 1e-9))
             for flow, rate in zip(flows, rates):
-                self._set_rate(flow, rate)
+                if abs(rate - flow.rate_bytes_per_s) > 1e-13 * rate:  # a few ulps off the rate it has: no new schedule
+                    self._set_rate(flow, rate)
             return
         seen: set[int] = set()
         for link in links:
@@ -397,95 +398,103 @@ class Network:
             self._capacity[up] / len(self._flows_on[up]), self._capacity[down] / len(self._flows_on[down]), flow.bound
         )
 
-    def _coupled_rates(
+    def _refilled_rates(
         self, links: Iterable[int], joined: Iterable[_Flow] = (), kept_below: float = 0.0
     ) -> tuple[list[_Flow], list[float]]:
-        """The flows whose max-min rate may change with `links` and the `joined` flows, in start order, and their new rates.
+        """The flows whose max-min rate changes with `links` and the `joined` flows, in start order, and their new rates.
 
-        Flows are coupled through a link only where it is full: one with room to spare binds none
-        of its flows, so the set grows from `links` (all their flows) and the joined flows through
-        full links alone (a network of home uplinks splits into one small set a sender, not one
-        component of every flow). Links with room are left out of the filling, then checked to
-        still have room at the new rates; one that would not joins the set and the filling is
-        redone. Flows slower than `kept_below` stay out of the set too: progressive filling
-        freezes them as before, at their rates, until it reaches the first level where the
-        change shows (`settle` finds it), and the filling starts from what they leave of each link.
-        The rates are the ones filling the whole component gives, to the bit: every link the
-        filling reads holds all its flows, its slow ones taken off in the order filling freezes them.
+        A local repair: refill a set of flows (at first the joined ones and those on `links` not
+        slower than `kept_below`) by progressive filling over what the other flows leave of their
+        links, then check the max-min condition (Bertsekas & Gallager, *Data Networks*, 6.5.2)
+        on every flow of the links it touched: each is at its bound or has a full link on which
+        no flow is faster. A flow that fails joins the set with the faster flows on its links,
+        and the set is refilled. At worst the set grows to the whole component, whose filling
+        passes; most changes settle after touching a few links, however large the network.
         """
         flows_on, capacity = self._flows_on, self._capacity
-        closed = set(links)
-        todo = list(closed)
-        roomy: set[int] = set()  # links found with room at the current rates
-        flows: dict[int, _Flow] = {}
-        starting = {flow.flow_id for flow in joined}  # no rate yet
-
-        def add(flow: _Flow) -> None:
-            if flow.flow_id in flows or (flow.rate_bytes_per_s < kept_below and flow.flow_id not in starting):
-                return
-            flows[flow.flow_id] = flow
-            for link in (flow.up, flow.down):
-                if link not in closed and link not in roomy:
-                    if self._full(link, {}):
-                        closed.add(link)
-                        todo.append(link)
-                    else:
-                        roomy.add(link)
-
-        for flow in joined:
-            add(flow)
-        while True:
-            while todo:
-                for flow in flows_on[todo.pop()].values():
-                    add(flow)
-            ordered = [flows[flow_id] for flow_id in sorted(flows)]
-            if not ordered:
-                return [], []
-            loose = [link for f in ordered if f.up not in closed and f.down not in closed for link in (f.up, f.down)]
-            if loose:  # a joined flow on two links with room: which one it fills, only filling both tells
-                closed.update(loose)
-                todo.extend(loose)
-                continue
-            left, frozen = self._left_by_slow(closed, kept_below, flows) if kept_below > 0.0 else (capacity, None)
-            if len(ordered) == 1 and ordered[0].up in closed and ordered[0].down in closed:
-                flow = ordered[0]  # alone on both links (most often): no filling to do
-                return ordered, [min(left[flow.up], left[flow.down], flow.bound)]
-            paths = [[link for link in (f.up, f.down) if link in closed] for f in ordered]
-            rates = max_min_rates(paths, left, [f.bound for f in ordered], frozen)
-            new = {f.flow_id: rate for f, rate in zip(ordered, rates)}
-            open_links = {link for f in ordered for link in (f.up, f.down)} - closed
-            todo = sorted(link for link in open_links if self._full(link, new))
-            if not todo:
-                return ordered, rates
-            closed.update(todo)
-
-    def _left_by_slow(
-        self, links: Iterable[int], kept_below: float, refilled: dict[int, _Flow]
-    ) -> tuple[dict[int, float], dict[int, int]]:
-        """What the flows slower than `kept_below` (other than `refilled`) leave of each link, taken off slowest first, and how many they are."""
-        left, frozen = {}, {}
+        chosen: dict[int, _Flow] = {flow.flow_id: flow for flow in joined}
         for link in links:
-            slow = sorted(
-                f.rate_bytes_per_s
-                for flow_id, f in self._flows_on[link].items()
-                if f.rate_bytes_per_s < kept_below and flow_id not in refilled
-            )
-            room = self._capacity[link]
-            for rate in slow:
-                room -= rate
-            left[link], frozen[link] = room, len(slow)
-        return left, frozen
+            for flow_id, flow in flows_on[link].items():
+                if flow.rate_bytes_per_s >= kept_below:
+                    chosen[flow_id] = flow
+        touched = set(links)
+        while chosen:
+            ordered = [chosen[flow_id] for flow_id in sorted(chosen)]
+            own = {link for flow in ordered for link in (flow.up, flow.down)}
+            left = {}
+            for link in own:
+                room = capacity[link]
+                for flow_id, flow in flows_on[link].items():
+                    if flow_id not in chosen:
+                        room -= flow.rate_bytes_per_s
+                left[link] = room
+            if len(ordered) == 1:  # alone in the set (most often): no filling to do
+                flow = ordered[0]
+                rates = [max(min(left[flow.up], left[flow.down], flow.bound), 0.0)]
+            else:
+                rates = max_min_rates([(f.up, f.down) for f in ordered], left, [f.bound for f in ordered])
+            new = {flow.flow_id: rate for flow, rate in zip(ordered, rates)}
+            touched |= own
+            grown = len(chosen)
+            for flow, rate, faster in self._unbottlenecked(touched, new, kept_below):
+                chosen[flow.flow_id] = flow
+                chosen.update(faster)
+            if len(chosen) == grown:
+                return ordered, rates
+        return [], []
 
-    def _full(self, link: int, new_rates: dict[int, float]) -> bool:
-        """Whether `link` is full (within 1e-9 of its capacity) at the flows' current rates, or at `new_rates` where given."""
-        used = 0.0
-        if new_rates:
-            for flow_id, flow in self._flows_on[link].items():
-                used += new_rates.get(flow_id, flow.rate_bytes_per_s)
-        else:
-            for flow in self._flows_on[link].values():
-                used += flow.rate_bytes_per_s
-        return used >= self._capacity[link] * (1.0 - 1e-9)
+    def _unbottlenecked(
+        self, links: set[int], new: dict[int, float], kept_below: float
+    ) -> list[tuple[_Flow, float, dict[int, _Flow]]]:
+        """The flows on `links` that fail max-min at `new` rates (the others at theirs), each with its rate and the flows faster than it on its links.
+
+        A flow passes at its bound, or with a link full within 1e-9 of its capacity on which no
+        flow is faster than it by more than 1e-9, or, keeping its rate, beside a link that was not
+        full (so not its bottleneck) and an end no change touched. Flows slower than `kept_below`
+        are not listed as faster: they keep their rates (`settle`).
+        """
+        flows_on, capacity = self._flows_on, self._capacity
+        seen: dict[int, tuple[bool, float, bool]] = {}  # link -> (full, fastest rate on it, full before)
+
+        def state(link: int) -> tuple[bool, float, bool]:
+            if link not in seen:
+                used = before = top = 0.0
+                for flow_id, flow in flows_on[link].items():
+                    rate = flow.rate_bytes_per_s
+                    before += rate
+                    rate = new.get(flow_id, rate)
+                    used += rate
+                    if rate > top:
+                        top = rate
+                floor = capacity[link] * (1.0 - 1e-9)
+                seen[link] = (used >= floor, top, before >= floor)
+            return seen[link]
+
+        failing = []
+        checked: set[int] = set()
+        for link in links:
+            full, top, was_full = state(link)
+            for flow_id, flow in flows_on[link].items():
+                if flow_id in checked:
+                    continue
+                checked.add(flow_id)
+                rate = new.get(flow_id, flow.rate_bytes_per_s)
+                if rate >= flow.bound * (1.0 - 1e-9) or (full and rate >= top * (1.0 - 1e-9)):
+                    continue
+                end = flow.up if link == flow.down else flow.down
+                if not was_full and flow_id not in new and end not in links:
+                    continue
+                end_full, end_top, _ = state(end)
+                if end_full and rate >= end_top * (1.0 - 1e-9):
+                    continue
+                faster = {
+                    other_id: other
+                    for side in (flow.up, flow.down)
+                    for other_id, other in flows_on[side].items()
+                    if new.get(other_id, other.rate_bytes_per_s) > rate and (other_id in new or other.rate_bytes_per_s >= kept_below)
+                }
+                failing.append((flow, rate, faster))
+        return failing
 
     def _set_rate(self, flow: _Flow, rate: float) -> None:
         """Account the flow's progress at its old rate, then reschedule its end at the new one."""

