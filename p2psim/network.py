@@ -446,7 +446,7 @@ class Network:
     def _unbottlenecked(
         self, links: set[int], new: dict[int, float], kept_below: float
     ) -> list[tuple[_Flow, float, dict[int, _Flow]]]:
-        """The flows on `links` that fail max-min at `new` rates (the others at theirs), each with its rate and the flows faster than it on its links.
+        """The flows on `links` that fail max-min at `new` rates (the others at theirs), with their rates and the faster flows beside them.
 
         A flow passes at its bound, or with a link full within 1e-9 of its capacity on which no
         flow is faster than it by more than 1e-9, or, keeping its rate, beside a link that was not
