@@ -46,7 +46,6 @@ from p2psim.build import build_run  # noqa: E402
 from p2psim.compute_device import resolve_device, task_on  # noqa: E402
 from p2psim.dataflow import Dataflow  # noqa: E402
 from p2psim.engine import RunOutcome, World  # noqa: E402
-from p2psim.payloads import RowViews  # noqa: E402
 from p2psim.scenario import Scenario, load_scenario  # noqa: E402
 from p2psim.uniform import UniformIndices  # noqa: E402
 
@@ -310,7 +309,7 @@ class PushGossip(Algorithm):
     config_class = PushGossipConfig
 
     def start(self) -> None:
-        self._rows, self._draws = RowViews(self.world.params), UniformIndices(self.world.rng)
+        self._draws = UniformIndices(self.world.rng)
         for peer in range(self.world.n_peers):
             self._push(peer)
 
@@ -318,7 +317,7 @@ class PushGossip(Algorithm):
         world = self.world
         neighbours = world.neighbors[peer]
         partner = neighbours[self._draws.below(len(neighbours))]
-        world.send(peer, partner, world.model_bytes, "model", row=self._rows[peer])
+        world.send(peer, partner, world.model_bytes, "model", row=world.param_rows[peer])
 
     def on_message(self, message) -> None:
         self.world.mix_row(message.dst, message.row, 0.5)

@@ -163,7 +163,7 @@ class World:
 
         self._progress = progress
         self._batch_gradients = scenario.engine.batch_gradients
-        self._param_rows = RowViews(self.params)  # row views, made once
+        self.param_rows = RowViews(self.params)  # `params[i]`, each view made once: what algorithms send and the engine updates
         # per-peer counters touched at every event: Python lists, whose items cost less to update than numpy's
         self._versions = [0] * self.n_peers
         self._pending: list[GradientJob] = []
@@ -274,7 +274,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.gradient(peer, job)
         else:
-            self._snapshot_rows[peer].copy_(self._param_rows[peer])
+            self._snapshot_rows[peer].copy_(self.param_rows[peer])
             self._pending.append(job)
         self._computing[peer] = True
         self._running[peer] = job
@@ -362,7 +362,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.add(peer, update, alpha)
         else:
-            self._param_rows[peer].add_(update, alpha=alpha)
+            self.param_rows[peer].add_(update, alpha=alpha)
         self._versions[peer] += 1
 
     def set_row(self, peer: int, value: torch.Tensor) -> None:
@@ -370,7 +370,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.copy(peer, value)
         else:
-            self._param_rows[peer].copy_(value)
+            self.param_rows[peer].copy_(value)
         self._versions[peer] += 1
 
     def mix_row(self, peer: int, incoming: torch.Tensor, weight: float) -> None:
@@ -378,7 +378,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.lerp(peer, incoming, weight)
         else:
-            self._param_rows[peer].lerp_(incoming, weight)
+            self.param_rows[peer].lerp_(incoming, weight)
         self._versions[peer] += 1
 
     def schedule(self, delay_s: float, peer: int, action: Callable[[], None]) -> None:
@@ -403,7 +403,7 @@ class World:
         if self._dataflow is not None:
             self._dataflow.average(peers)
         elif len(peers) == 2:  # the gossip hot path: two in-place row operations, no index tensor
-            first, second = self._param_rows[peers[0]], self._param_rows[peers[1]]
+            first, second = self.param_rows[peers[0]], self.param_rows[peers[1]]
             first.add_(second).mul_(0.5)
             second.copy_(first)
         else:

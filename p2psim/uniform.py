@@ -42,20 +42,15 @@ class UniformIndices:
             if k == 1:
                 return 0  # numpy draws no word for a single choice
             raise ValueError(f"k must be in 1..2**32, got {k}")
-        i = self._next
-        if i == len(self._words):
-            i = self._refill()
-        self._next = i + 1
-        m = self._words[i] * k
-        if m & WORD < k:  # maybe a biased word (probability below k / 2**32): Lemire's rejection, as numpy does it
-            threshold = (WORD + 1 - k) % k
-            while m & WORD < threshold:
-                i = self._next
-                if i == len(self._words):
-                    i = self._refill()
-                self._next = i + 1
-                m = self._words[i] * k
-        return m >> 32
+        while True:
+            i = self._next
+            if i == len(self._words):
+                i = self._refill()
+            self._next = i + 1
+            m = self._words[i] * k
+            # Lemire's rejection, as numpy does it: a word is biased with probability below k / 2**32
+            if m & WORD >= k or m & WORD >= (WORD + 1 - k) % k:
+                return m >> 32
 
     def _refill(self) -> int:
         """Draw the next block of the bit generator's 32-bit words; the index of the first."""

@@ -32,7 +32,6 @@ import networkx as nx
 
 from ..config import ScenarioError
 from ..mixing import MixingReport, pairwise_gossip_report
-from ..payloads import RowViews
 from ..uniform import UniformIndices
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
@@ -79,7 +78,6 @@ class ADPSGD(Algorithm):
         self._held: list[GradientJob | None] = [None] * world.n_peers
         self._waiting: list[GradientJob | None] = [None] * world.n_peers  # the job whose exchange is awaited
         self._partners = world.neighbors
-        self._rows = RowViews(world.params)  # `world.params[i]`, each view made once: two are sent per exchange
         self._draws = UniformIndices(world.rng)  # `world.rng.integers(k)`, drawn in blocks: its only user here
         self._active = [True] * world.n_peers
         if self.config.bipartite and world.n_peers > 1:
@@ -115,7 +113,7 @@ class ADPSGD(Algorithm):
 
     def _push(self, job: GradientJob, partner: int) -> None:
         world = self.world
-        world.send(job.peer, partner, world.model_bytes, "model", job, row=self._rows[job.peer])
+        world.send(job.peer, partner, world.model_bytes, "model", job, row=world.param_rows[job.peer])
 
     def on_message(self, message: Message) -> None:
         if message.kind == "model":
@@ -154,7 +152,7 @@ class ADPSGD(Algorithm):
     def _answer(self, message: Message) -> None:
         """The passive side: reply with the model held now, then merge the one that was sent."""
         world, me = self.world, message.dst
-        world.send(me, message.src, world.model_bytes, "reply", message.payload, row=self._rows[me])
+        world.send(me, message.src, world.model_bytes, "reply", message.payload, row=world.param_rows[me])
         world.mix_row(me, message.row, 0.5)
 
     def _merge_reply(self, message: Message) -> None:

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING
 from ..config import ScenarioError, bounded, check_ranges
 from ..lazy import torch
 from ..mixing import MixingReport
-from ..payloads import RowViews
 from .base import register_algorithm
 from .server import ServerAlgorithm, ServerConfig
 
@@ -118,7 +117,6 @@ class FedAvg(ServerAlgorithm):
         self._job_round = [-1] * n  # the round of the gradient each worker is computing (-1: idle)
         self._steps_done = [0] * n
         self._sum, self._mean = world.rows.new(2)  # the weighted sum of the replies, and the round's mean
-        self._models = RowViews(world.params)  # each peer's model row, a view made once: sent at every round
         self._weight = 0.0
         self._open_round()
 
@@ -147,9 +145,8 @@ class FedAvg(ServerAlgorithm):
         self.rounds.append(record)
         world.rows.zero(self._sum)
         self._weight = 0.0
-        model = self._models[self.server]
         for client in record.clients:
-            world.send(self.server, client, world.model_bytes, "global", record.index, row=model)
+            world.send(self.server, client, world.model_bytes, "global", record.index, row=world.param_rows[self.server])
         deadline_s = self.config.deadline_s if self.config.deadline_s is not None else world.timeout_s  # churn's default
         if deadline_s is not None:
             world.schedule(deadline_s, self.server, lambda: self._close(record))
@@ -197,7 +194,7 @@ class FedAvg(ServerAlgorithm):
 
     def _reply_row(self, client: int) -> torch.Tensor:
         """What a client sends back after its local steps: its model."""
-        return self._models[client]
+        return self.world.param_rows[client]
 
     def _weight_of(self, client: int) -> float:
         """w_k: samples processed this round (H x batch size), or the client's data set size n_k."""

@@ -36,7 +36,6 @@ import numpy as np
 
 from ..config import ScenarioError, bounded, check_ranges
 from ..mixing import MAX_DENSE_PEERS, MixingReport, pairwise_gossip_report
-from ..payloads import RowViews
 from ..uniform import UniformIndices
 from .base import Algorithm, AlgorithmConfig, register_algorithm
 
@@ -120,7 +119,6 @@ class Gossip(Algorithm):
         self._merges: Counter[tuple[int, int]] = Counter()  # (sender, receiver) of one-way merges
         self._exchanges: Counter[tuple[int, int]] = Counter()  # unordered pairs of completed push-pull exchanges
         self._model_bytes = world.model_bytes + (AGE_BYTES if config.merge == "age_weighted" else 0)
-        self._rows = RowViews(world.params)  # `world.params[i]`, each view made once: one is sent per transfer
         self._draws = UniformIndices(world.rng)  # `world.rng.integers(k)`, drawn in blocks: its only user here
 
     def on_gradient(self, job: GradientJob) -> None:
@@ -160,7 +158,7 @@ class Gossip(Algorithm):
     def _send_model(self, src: int, dst: int, kind: str) -> None:
         """The model and its age as they are now: what the receiver will merge."""
         world = self.world
-        world.send(src, dst, self._model_bytes, kind, int(self._ages[src]), row=self._rows[src])
+        world.send(src, dst, self._model_bytes, kind, int(self._ages[src]), row=world.param_rows[src])
 
     def on_message(self, message: Message) -> None:
         src, dst, kind = message.src, message.dst, message.kind

@@ -110,8 +110,12 @@ class SyncPS(ServerAlgorithm):
         if self._arrived:
             self._step()
             return
+        self._broadcast()
+
+    def _broadcast(self) -> None:
+        """Send the server's model, as it is now, to every worker; then wait for the round."""
         world = self.world
-        model = world.params[self.server]  # one view for every send (each send copies it)
+        model = world.param_rows[self.server]
         for worker in self.workers:
             world.send(self.server, worker, world.model_bytes, "model", self.round, row=model)
         self._arm()
@@ -165,7 +169,4 @@ class SyncPS(ServerAlgorithm):
         world.apply_gradient(self.server, self._center)
         self._arrived = []
         self.round += 1
-        model = world.params[self.server]  # one view for every send (each send copies it)
-        for worker in self.workers:
-            world.send(self.server, worker, world.model_bytes, "model", self.round, row=model)
-        self._arm()
+        self._broadcast()
